@@ -1,0 +1,24 @@
+"""pyinfra inventory of the built-in lab: `pyinfra inventories/lab.py exec -- hostname`.
+
+Reads the lab's state file; PODINFRA_LAB names the lab (default "lab").
+"""
+
+import os
+
+from podinfra.lab.state import LabState
+
+_state = LabState.load(os.environ.get("PODINFRA_LAB", "lab"))
+_ssh = {
+    "ssh_user": "root",
+    "ssh_key": str(_state.ssh_key),
+    "ssh_known_hosts_file": str(_state.known_hosts),
+    "ssh_strict_host_key_checking": "yes",
+}
+
+
+def _group(name: str) -> list[tuple[str, dict[str, object]]]:
+    return [(n.name, {"ssh_hostname": n.address, **_ssh}) for n in _state.nodes if n.group == name]
+
+
+nodes = _group("nodes")
+registry = _group("registry")

@@ -1,0 +1,65 @@
+"""The `podinfra` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from podinfra import table
+from podinfra.lab import lifecycle
+from podinfra.lab.state import DEFAULT_LAB, DEFAULT_SUBNET, DEFAULT_UPSTREAM_PORT, LabConfig, LabError
+from podinfra.registry import RegistryError
+
+
+def _lab_status(name: str, as_json: bool) -> None:
+    report = lifecycle.status(name)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    rows = [(n["name"], n["group"], n["address"], n["state"]) for n in report["nodes"]]
+    print(table.render(("NODE", "GROUP", "ADDRESS", "STATE"), rows))
+    upstream = report["registries"]["upstream"]
+    print(f"\nupstream registry  {upstream['address']} ({upstream['state']}, {upstream['reachable_from']})")
+    print(f"local registry     {report['registries']['local']['address']} on node 'registry'")
+    print(f"ssh                ssh -F {report['ssh']['config']} node1")
+    print(f"inventory          PODINFRA_LAB={report['lab']} pyinfra {report['inventory']} ...")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="podinfra", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+    lab = commands.add_parser("lab", help="the built-in lab of nspawn nodes")
+    named = argparse.ArgumentParser(add_help=False)
+    named.add_argument("--name", default=os.environ.get("PODINFRA_LAB", DEFAULT_LAB), help="lab name (env PODINFRA_LAB)")
+    lab_commands = lab.add_subparsers(dest="lab_command", required=True)
+    up = lab_commands.add_parser("up", parents=[named], help="bring the lab up (safe to repeat)")
+    up.add_argument("--nodes", type=int, default=3, help="Kubernetes nodes, besides the registry node")
+    up.add_argument("--subnet", default=DEFAULT_SUBNET)
+    up.add_argument("--upstream-port", type=int, default=DEFAULT_UPSTREAM_PORT)
+    lab_commands.add_parser("down", parents=[named], help="remove everything the lab made")
+    status = lab_commands.add_parser("status", parents=[named], help="nodes, registries, SSH key and inventory")
+    status.add_argument("--json", action="store_true")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "lab":
+            if args.lab_command == "up":
+                lifecycle.up(LabConfig(args.name, args.subnet, args.nodes, args.upstream_port))
+                _lab_status(args.name, as_json=False)
+            elif args.lab_command == "down":
+                lifecycle.down(args.name)
+            else:
+                _lab_status(args.name, args.json)
+    except (LabError, RegistryError) as exc:
+        print(f"podinfra: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""`podinfra lab up|down|status`: the whole lab's life, safe to repeat and safe after a crash."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from podinfra.lab import image, node, pause, upstream
+from podinfra.lab.state import STATE_ROOT, LabConfig, LabError, LabState, NodeState, pid_alive
+from podinfra.registry import RegistryClient
+
+INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "lab.py"
+POD_SUPERNET = "10.244.0.0/16"
+REQUIRED_TOOLS = {
+    "systemd-nspawn": "systemd-container",
+    "mmdebstrap": "mmdebstrap",
+    "docker-registry": "docker-registry",
+    "gcc": "gcc",
+    "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
+    "ssh": "openssh-client",
+    "ip": "iproute2",
+}
+
+
+def progress(message: str) -> None:
+    print(f"[lab] {message}", file=sys.stderr, flush=True)
+
+
+def _check_host() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (it mounts overlays, creates a bridge and boots nspawn nodes)")
+    missing = sorted({pkg for tool, pkg in REQUIRED_TOOLS.items() if shutil.which(tool) is None})
+    if missing:
+        raise LabError(f"missing host packages: apt-get install {' '.join(missing)} (or run ./run demo)")
+
+
+def _ensure_bridge(config: LabConfig) -> None:
+    if not Path(f"/sys/class/net/{config.bridge}").exists():
+        subprocess.run(["ip", "link", "add", config.bridge, "type", "bridge"], check=True)
+        subprocess.run(
+            ["ip", "addr", "add", f"{config.gateway}/{config.prefixlen}", "dev", config.bridge], check=True
+        )
+    subprocess.run(["ip", "link", "set", config.bridge, "up"], check=True)
+
+
+def _write_ssh_files(state: LabState) -> None:
+    """A per-lab key, known_hosts pinned to each node's own host key, and an ssh_config."""
+    state.ssh_key.parent.mkdir(parents=True, exist_ok=True)
+    if not state.ssh_key.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"podinfra-{state.config.name}", "-f", str(state.ssh_key)],
+            check=True,
+        )
+    blocks = []
+    for n in state.nodes:
+        blocks.append(
+            f"Host {n.name} {n.address}\n  HostName {n.address}\n  User root\n  IdentityFile {state.ssh_key}\n"
+            f"  IdentitiesOnly yes\n  UserKnownHostsFile {state.known_hosts}\n  StrictHostKeyChecking yes\n"
+            "  LogLevel ERROR\n"
+        )
+    state.ssh_config.write_text("\n".join(blocks))
+
+
+def _write_known_hosts(state: LabState) -> None:
+    lines = [
+        f"{n.name},{n.address} ssh-ed25519 {node.host_public_key(state.config, n.name)}\n" for n in state.nodes
+    ]
+    state.known_hosts.write_text("".join(lines))
+
+
+def up(config: LabConfig) -> LabState:
+    """Bring the lab to running; anything already running is left as it is."""
+    _check_host()
+    try:
+        state = LabState.load(config.name)
+    except LabError:
+        state = None
+    if state and state.config != config:
+        raise LabError(
+            f"lab {config.name!r} is up with a different shape ({state.config.nodes} nodes, {state.config.subnet}); "
+            "run `podinfra lab down` first"
+        )
+    if state is None:
+        pods = list(ipaddress.ip_network(POD_SUPERNET).subnets(new_prefix=24))
+        state = LabState(
+            config=config,
+            nodes=[NodeState(name, group, addr, pod_subnet=str(pods[i])) for i, (name, group, addr) in enumerate(config.hosts())],
+        )
+    started = time.monotonic()
+    config.root.mkdir(parents=True, exist_ok=True)
+    state.save()
+    progress(f"node image (cached at {image.tarball_path()})")
+    base = image.ensure_base(config.root / "image.log")
+    _write_ssh_files(state)
+    _ensure_bridge(config)
+    booted = []
+    for n in state.nodes:
+        marker = str(node.rootfs(config, n.name))
+        if pid_alive(n.pid, marker):
+            continue
+        progress(f"booting {n.name} ({n.address})")
+        node.prepare(state, n, base)
+        n.pid = node.boot(config, n)
+        booted.append(n.name)
+        state.save()
+    _write_known_hosts(state)
+    if not pid_alive(state.upstream_pid, str(upstream.directory(state))):
+        progress(f"upstream registry on {state.upstream}")
+        state.upstream_pid = upstream.start(state)
+        state.save()
+    progress("publishing pause images to upstream")
+    pause.publish(RegistryClient(f"http://{state.upstream}"), config.root / "pause")
+    if booted:
+        progress(f"waiting for SSH and containerd on {', '.join(booted)}")
+        node.wait_for_ssh(state, booted)
+    progress(f"lab {config.name} up in {time.monotonic() - started:.1f}s")
+    return state
+
+
+def _mounts_under(root: Path) -> list[str]:
+    mounts = []
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            point = line.split()[4]
+            if point == str(root) or point.startswith(f"{root}/"):
+                mounts.append(point)
+    return sorted(mounts, key=len, reverse=True)
+
+
+def _pids_naming(root: Path) -> list[int]:
+    """Processes whose command line names the lab's directory: leftovers of a crashed `up`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if f"{root}/".encode() in proc.joinpath("cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def down(name: str) -> None:
+    """Remove all the lab made: nodes (by PID), registry, mounts, bridge, trees. Safe to repeat."""
+    _check_host()
+    try:
+        state: LabState | None = LabState.load(name)
+    except LabError:
+        state = None
+    config = state.config if state else LabConfig(name=name)
+    root = config.root
+    if state:
+        for n in state.nodes:
+            if pid_alive(n.pid, str(node.rootfs(config, n.name))):
+                progress(f"stopping {n.name}")
+                os.kill(n.pid, 15)  # type: ignore[arg-type]
+        for n in state.nodes:
+            node.stop(n.pid, str(node.rootfs(config, n.name)))
+        node.stop(state.upstream_pid, str(upstream.directory(state)), timeout=5)
+    for pid in _pids_naming(root):
+        node.stop(pid, str(root))
+    for point in _mounts_under(root):
+        subprocess.run(["umount", "-l", point], check=False)
+    if Path(f"/sys/class/net/{config.bridge}").exists():
+        subprocess.run(["ip", "link", "del", config.bridge], check=True)
+    shutil.rmtree(root, ignore_errors=True)
+    progress(f"lab {name} is down")
+
+
+def status(name: str) -> dict[str, Any]:
+    """The lab as scripts read it (`podinfra lab status --json`)."""
+    state = LabState.load(name)
+    config = state.config
+    nodes = [
+        {
+            "name": n.name,
+            "address": n.address,
+            "group": n.group,
+            "state": "running" if pid_alive(n.pid, str(node.rootfs(config, n.name))) else "stopped",
+            "pid": n.pid,
+        }
+        for n in state.nodes
+    ]
+    registry = next(n for n in state.nodes if n.group == "registry")
+    upstream_state = "running" if pid_alive(state.upstream_pid, str(upstream.directory(state))) else "stopped"
+    return {
+        "lab": config.name,
+        "nodes": nodes,
+        "ssh": {"user": "root", "key": str(state.ssh_key), "config": str(state.ssh_config), "known_hosts": str(state.known_hosts)},
+        "upstream": state.upstream,
+        "registries": {
+            "upstream": {"address": state.upstream, "state": upstream_state, "reachable_from": "control host only"},
+            "local": {"host": registry.name, "address": f"{registry.address}:5000", "note": "provisioned by deploys/registry.py"},
+        },
+        "bridge": {"name": config.bridge, "address": f"{config.gateway}/{config.prefixlen}"},
+        "inventory": str(INVENTORY),
+        "state_root": str(STATE_ROOT),
+    }

@@ -32,7 +32,9 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     lab = commands.add_parser("lab", help="the built-in lab of nspawn nodes")
     named = argparse.ArgumentParser(add_help=False)
-    named.add_argument("--name", default=os.environ.get("PODINFRA_LAB", DEFAULT_LAB), help="lab name (env PODINFRA_LAB)")
+    named.add_argument(
+        "--name", default=os.environ.get("PODINFRA_LAB", DEFAULT_LAB), help="lab name (env PODINFRA_LAB)"
+    )
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)
     up = lab_commands.add_parser("up", parents=[named], help="bring the lab up (safe to repeat)")
     up.add_argument("--nodes", type=int, default=3, help="Kubernetes nodes, besides the registry node")

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -48,7 +49,7 @@ class Blob:
         return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.data), **extra}
 
 
-def encode(document: dict[str, object]) -> bytes:
+def encode(document: Mapping[str, object]) -> bytes:
     """Serialise a manifest or config once; its digest is over exactly these bytes."""
     return json.dumps(document, indent=2, sort_keys=False).encode() + b"\n"
 
@@ -78,9 +79,7 @@ class Image:
         return (self.config, *self.layers)
 
 
-def build_image(
-    files: dict[str, bytes], platform: dict[str, str], config: dict[str, object], flavour: str
-) -> Image:
+def build_image(files: dict[str, bytes], platform: dict[str, str], config: dict[str, object], flavour: str) -> Image:
     """Assemble a one-layer-per-file image for `platform` in the `oci` or `docker` flavour."""
     _, manifest_type, config_type, layer_type = FLAVOURS[flavour]
     layers, diff_ids = [], []

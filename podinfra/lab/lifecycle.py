@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -43,9 +45,7 @@ def _check_host() -> None:
 def _ensure_bridge(config: LabConfig) -> None:
     if not Path(f"/sys/class/net/{config.bridge}").exists():
         subprocess.run(["ip", "link", "add", config.bridge, "type", "bridge"], check=True)
-        subprocess.run(
-            ["ip", "addr", "add", f"{config.gateway}/{config.prefixlen}", "dev", config.bridge], check=True
-        )
+        subprocess.run(["ip", "addr", "add", f"{config.gateway}/{config.prefixlen}", "dev", config.bridge], check=True)
     subprocess.run(["ip", "link", "set", config.bridge, "up"], check=True)
 
 
@@ -54,7 +54,18 @@ def _write_ssh_files(state: LabState) -> None:
     state.ssh_key.parent.mkdir(parents=True, exist_ok=True)
     if not state.ssh_key.exists():
         subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"podinfra-{state.config.name}", "-f", str(state.ssh_key)],
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"podinfra-{state.config.name}",
+                "-f",
+                str(state.ssh_key),
+            ],
             check=True,
         )
     blocks = []
@@ -68,9 +79,7 @@ def _write_ssh_files(state: LabState) -> None:
 
 
 def _write_known_hosts(state: LabState) -> None:
-    lines = [
-        f"{n.name},{n.address} ssh-ed25519 {node.host_public_key(state.config, n.name)}\n" for n in state.nodes
-    ]
+    lines = [f"{n.name},{n.address} ssh-ed25519 {node.host_public_key(state.config, n.name)}\n" for n in state.nodes]
     state.known_hosts.write_text("".join(lines))
 
 
@@ -90,7 +99,10 @@ def up(config: LabConfig) -> LabState:
         pods = list(ipaddress.ip_network(POD_SUPERNET).subnets(new_prefix=24))
         state = LabState(
             config=config,
-            nodes=[NodeState(name, group, addr, pod_subnet=str(pods[i])) for i, (name, group, addr) in enumerate(config.hosts())],
+            nodes=[
+                NodeState(name, group, addr, pod_subnet=str(pods[i]))
+                for i, (name, group, addr) in enumerate(config.hosts())
+            ],
         )
     started = time.monotonic()
     config.root.mkdir(parents=True, exist_ok=True)
@@ -133,16 +145,21 @@ def _mounts_under(root: Path) -> list[str]:
     return sorted(mounts, key=len, reverse=True)
 
 
-def _pids_naming(root: Path) -> list[int]:
-    """Processes whose command line names the lab's directory: leftovers of a crashed `up`."""
+def _leftover_pids(root: Path) -> list[int]:
+    """Processes of a crashed lab: their command line names the lab, or their root mount is a
+    node's overlay (a node whose nspawn was killed keeps running, orphaned, in its namespaces)."""
+    marker = f"{root}/".encode()
     found = []
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) != os.getpid():
-            try:
-                if f"{root}/".encode() in proc.joinpath("cmdline").read_bytes():
-                    found.append(int(proc.name))
-            except OSError:
-                continue
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = proc.joinpath("cmdline").read_bytes()
+            root_mount = next(line for line in proc.joinpath("mountinfo").read_bytes().splitlines() if b" / / " in line)
+        except (OSError, StopIteration):
+            continue
+        if marker in cmdline or marker in root_mount:
+            found.append(int(proc.name))
     return found
 
 
@@ -159,12 +176,18 @@ def down(name: str) -> None:
         for n in state.nodes:
             if pid_alive(n.pid, str(node.rootfs(config, n.name))):
                 progress(f"stopping {n.name}")
-                os.kill(n.pid, 15)  # type: ignore[arg-type]
+                os.kill(n.pid, signal.SIGTERM)  # type: ignore[arg-type]
         for n in state.nodes:
             node.stop(n.pid, str(node.rootfs(config, n.name)))
         node.stop(state.upstream_pid, str(upstream.directory(state)), timeout=5)
-    for pid in _pids_naming(root):
-        node.stop(pid, str(root))
+    leftovers = _leftover_pids(root)
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while leftovers and time.monotonic() < deadline:
+        leftovers = [pid for pid in leftovers if Path(f"/proc/{pid}").exists()]
+        time.sleep(0.1)
     for point in _mounts_under(root):
         subprocess.run(["umount", "-l", point], check=False)
     if Path(f"/sys/class/net/{config.bridge}").exists():
@@ -192,11 +215,20 @@ def status(name: str) -> dict[str, Any]:
     return {
         "lab": config.name,
         "nodes": nodes,
-        "ssh": {"user": "root", "key": str(state.ssh_key), "config": str(state.ssh_config), "known_hosts": str(state.known_hosts)},
+        "ssh": {
+            "user": "root",
+            "key": str(state.ssh_key),
+            "config": str(state.ssh_config),
+            "known_hosts": str(state.known_hosts),
+        },
         "upstream": state.upstream,
         "registries": {
             "upstream": {"address": state.upstream, "state": upstream_state, "reachable_from": "control host only"},
-            "local": {"host": registry.name, "address": f"{registry.address}:5000", "note": "provisioned by deploys/registry.py"},
+            "local": {
+                "host": registry.name,
+                "address": f"{registry.address}:5000",
+                "note": "provisioned by deploys/registry.py",
+            },
         },
         "bridge": {"name": config.bridge, "address": f"{config.gateway}/{config.prefixlen}"},
         "inventory": str(INVENTORY),

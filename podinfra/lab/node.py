@@ -92,7 +92,7 @@ def boot(config: LabConfig, node: NodeState) -> int:
             "--register=no",
             "--keep-unit",
             f"--directory={top / 'root'}",
-            f"--machine={node.name}",
+            f"--machine={config.name}-{node.name}",  # nspawn names the host veth after it
             f"--network-bridge={config.bridge}",
             "--capability=all",
             # runc joins a session keyring; containerd's CNI plugins need bpf.

@@ -18,8 +18,16 @@ PLATFORMS = {
 }
 # Older tags are published with Docker schema 2 media types and newer ones as OCI, as
 # upstream did, so mirroring meets both kinds.
-TAGS = {"3.6": "docker", "3.7": "docker", "3.8": "docker", "3.9": "docker", "3.10": "oci", "3.10.1": "oci", "3.10.2": "oci"}
-IMAGE_CONFIG = {"User": "65535:65535", "Entrypoint": ["/pause"], "WorkingDir": "/"}
+TAGS = {
+    "3.6": "docker",
+    "3.7": "docker",
+    "3.8": "docker",
+    "3.9": "docker",
+    "3.10": "oci",
+    "3.10.1": "oci",
+    "3.10.2": "oci",
+}
+IMAGE_CONFIG: dict[str, object] = {"User": "65535:65535", "Entrypoint": ["/pause"], "WorkingDir": "/"}
 
 
 def compile_pause(tag: str, arch: str, out_dir: Path) -> bytes:

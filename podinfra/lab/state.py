@@ -37,7 +37,9 @@ class LabConfig:
         if network.version != 4 or network.prefixlen > 24:
             raise LabError(f"subnet {self.subnet}: use an IPv4 network of /24 or larger")
         if not 1 <= self.nodes <= network.num_addresses - FIRST_NODE_HOST - 1:
-            raise LabError(f"--nodes {self.nodes}: a {self.subnet} lab holds 1 to {network.num_addresses - FIRST_NODE_HOST - 1}")
+            raise LabError(
+                f"--nodes {self.nodes}: a {self.subnet} lab holds 1 to {network.num_addresses - FIRST_NODE_HOST - 1}"
+            )
 
     @property
     def root(self) -> Path:

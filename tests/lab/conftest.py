@@ -1,0 +1,66 @@
+"""A real lab for the integration tests: 2 nspawn nodes plus the registry node, on their own subnet."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LAB = "citest"
+PODINFRA = [sys.executable, "-m", "podinfra.cli"]
+
+
+def podinfra(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*PODINFRA, *args], capture_output=True, text=True)
+    assert not check or result.returncode == 0, f"podinfra {' '.join(args)} failed:\n{result.stderr}"
+    return result
+
+
+def leftovers(root: str, bridge: str) -> list[str]:
+    """Everything a lab can leave behind: processes, mounts, the bridge, its tree."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if root.encode() in proc.joinpath("cmdline").read_bytes() + proc.joinpath("mountinfo").read_bytes():
+                    found.append(f"process {proc.name}")
+            except OSError:
+                pass
+    found += [
+        f"mount {line.split()[4]}" for line in Path("/proc/self/mountinfo").read_text().splitlines() if root in line
+    ]
+    if Path(f"/sys/class/net/{bridge}").exists():
+        found.append(f"bridge {bridge}")
+    if Path(root).exists():
+        found.append(f"tree {root}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[dict[str, Any]]:
+    if os.geteuid() != 0:
+        pytest.fail("the lab tests need root")
+    podinfra("lab", "down", "--name", LAB)
+    up = podinfra(
+        "lab", "up", "--name", LAB, "--nodes", "2", "--subnet", "10.213.1.0/24", "--upstream-port", "5101", check=False
+    )
+    assert up.returncode == 0, up.stderr
+    status = json.loads(podinfra("lab", "status", "--name", LAB, "--json").stdout)
+    yield status
+    podinfra("lab", "down", "--name", LAB)
+    assert leftovers(f"/var/lib/podinfra/{LAB}", status["bridge"]["name"]) == []
+
+
+@pytest.fixture(scope="session")
+def ssh_config(lab: dict[str, Any]) -> Path:
+    return Path(lab["ssh"]["config"])
+
+
+def ssh(config: Path, host: str, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ssh", "-F", str(config), host, command], capture_output=True, text=True, check=check)

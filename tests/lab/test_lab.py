@@ -1,0 +1,131 @@
+"""The lab, for real: nspawn nodes booted by systemd, SSH, containerd, an air gap, a pod sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import testinfra
+
+from podinfra.cri import Runtime, forwarded_socket
+from podinfra.registry import RegistryClient
+
+from .conftest import LAB, leftovers, podinfra, ssh
+
+pytestmark = pytest.mark.lab
+
+
+def test_status_lists_nodes_registries_key_and_inventory(lab):
+    assert [(n["name"], n["group"], n["state"]) for n in lab["nodes"]] == [
+        ("registry", "registry", "running"),
+        ("node1", "nodes", "running"),
+        ("node2", "nodes", "running"),
+    ]
+    assert lab["ssh"]["user"] == "root" and os.path.exists(lab["ssh"]["key"])
+    assert lab["upstream"] == "127.0.0.1:5101"
+    assert lab["inventory"].endswith("inventories/lab.py")
+
+
+def test_every_node_runs_systemd_sshd_and_containerd(lab, ssh_config):
+    for node in lab["nodes"]:
+        host = testinfra.get_host(f"ssh://{node['name']}", ssh_config=str(ssh_config))
+        assert host.check_output("hostname") == node["name"]
+        assert host.service("containerd").is_running
+        assert host.service("ssh").is_running
+        assert host.interface("host0").addresses[0] == node["address"]
+        assert host.file("/usr/lib/cni/bridge").exists
+        assert host.run("systemctl is-system-running").stdout.strip() in ("running", "degraded")
+    registry = testinfra.get_host("ssh://registry", ssh_config=str(ssh_config))
+    assert registry.package("docker-registry").is_installed
+    assert not registry.service("docker-registry").is_running
+
+
+def test_pyinfra_reaches_the_nodes_through_the_lab_inventory(lab):
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "pyinfra"), "-y", "--json", lab["inventory"], "exec", "--", "hostname"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PODINFRA_LAB": LAB},
+    )
+    assert result.returncode == 0, result.stderr
+    totals = json.loads(result.stdout[result.stdout.index("{") :])["results"]["totals"]
+    assert totals["success"] == 3 and totals["error"] == 0
+
+
+def test_upstream_serves_multi_platform_pause_images(lab):
+    upstream = RegistryClient(f"http://{lab['upstream']}")
+    for tag in ("3.9", "3.10", "3.10.1"):
+        index = json.loads(upstream.get_manifest("pause", tag).data)
+        assert {m["platform"]["architecture"] for m in index["manifests"]} == {"amd64", "arm64"}
+
+
+def test_nodes_are_air_gapped(lab, ssh_config):
+    gateway = lab["bridge"]["address"].split("/")[0]
+    port = lab["upstream"].split(":")[1]
+    for node in ("node1", "node2"):
+        assert ssh(ssh_config, node, "ip route show default").stdout == ""
+        assert ssh(ssh_config, node, "ip route get 192.0.2.1", check=False).returncode != 0
+        blocked = ssh(ssh_config, node, f"curl -sS -m 3 http://{gateway}:{port}/v2/", check=False)
+        assert blocked.returncode != 0, "upstream must not be reachable from a node"
+
+
+def test_a_pod_sandbox_starts_from_the_upstream_pause_image(lab, ssh_config):
+    """Upstream is carried to node1's localhost:5000 by an SSH reverse forward, for this test only."""
+    image = "localhost:5000/pause:3.10"
+    ssh(
+        ssh_config,
+        "node1",
+        f"sed -i '/restrict_oom_score_adj/a\\    sandbox_image = \"{image}\"' /etc/containerd/config.toml"
+        " && systemctl restart containerd",
+    )
+    forward = subprocess.Popen(
+        ["ssh", "-F", str(ssh_config), "-N", "-o", "ExitOnForwardFailure=yes", "-R", f"5000:{lab['upstream']}", "node1"]
+    )
+    try:
+        time.sleep(1)
+        with forwarded_socket(ssh_config, "node1") as target:
+            runtime = Runtime(target)
+            assert runtime.version()[0] == "containerd"
+            sandbox = runtime.run_sandbox("lab-probe", str(uuid.uuid4()))
+            try:
+                status = runtime.sandbox_status(sandbox)
+                assert status.state == "SANDBOX_READY"
+                assert status.ip.startswith("10.244.")
+                assert status.image == image
+                proc = ssh(
+                    ssh_config, "node1", f"cat /proc/{status.pid}/comm; grep ^Uid /proc/{status.pid}/status"
+                ).stdout
+                assert proc.split()[:3] == ["pause", "Uid:", "65535"]
+            finally:
+                runtime.remove_sandbox(sandbox)
+            assert sandbox not in runtime.sandboxes()
+    finally:
+        forward.terminate()
+        forward.wait()
+
+
+def test_up_twice_keeps_the_running_nodes(lab):
+    again = podinfra("lab", "up", "--name", LAB, "--nodes", "2", "--subnet", "10.213.1.0/24", "--upstream-port", "5101")
+    assert "booting" not in again.stderr
+    status = json.loads(podinfra("lab", "status", "--name", LAB, "--json").stdout)
+    assert [n["pid"] for n in status["nodes"]] == [n["pid"] for n in lab["nodes"]]
+
+
+def test_down_after_a_crash_leaves_nothing_behind(lab):
+    """A second, one-node lab whose nspawn and registry die hard and whose state file is lost."""
+    name, root = "crash", "/var/lib/podinfra/crash"
+    podinfra("lab", "down", "--name", name)
+    podinfra("lab", "up", "--name", name, "--nodes", "1", "--subnet", "10.213.2.0/24", "--upstream-port", "5102")
+    status = json.loads(podinfra("lab", "status", "--name", name, "--json").stdout)
+    for node in status["nodes"]:
+        os.kill(node["pid"], 9)
+    subprocess.run(["pkill", "-9", "-f", f"docker-registry serve {root}/"], check=False)
+    os.unlink(f"{root}/state.json")
+    podinfra("lab", "down", "--name", name)
+    assert leftovers(root, status["bridge"]["name"]) == []

@@ -1,0 +1,32 @@
+"""The registry client against a real docker-registry on loopback."""
+
+import pytest
+
+from podinfra import oci
+from podinfra.registry import RegistryClient, RegistryError
+
+
+def test_push_skips_blobs_already_present(registry):
+    data = b"layer bytes"
+    assert registry.push_blob("lib/pause", data) == len(data)
+    assert registry.push_blob("lib/pause", data) == 0
+    assert registry.get_blob("lib/pause", oci.digest_of(data)) == data
+
+
+@pytest.mark.parametrize("flavour", ["oci", "docker"])
+def test_manifests_come_back_byte_for_byte(registry, flavour):
+    image = oci.build_image({"pause": b"x"}, {"architecture": "amd64", "os": "linux"}, {}, flavour)
+    for blob in image.blobs:
+        registry.push_blob("pause", blob.data)
+    registry.push_manifest("pause", image.manifest.digest, image.manifest)
+    index = oci.build_index([image], flavour)
+    registry.push_manifest("pause", "3.10", index)
+    assert registry.get_manifest("pause", "3.10") == index
+    assert registry.get_manifest("pause", image.manifest.digest) == image.manifest
+
+
+def test_unknown_tag_and_unreachable_registry_are_one_line_errors(registry):
+    with pytest.raises(RegistryError, match=r"get manifest pause:nope: HTTP 404"):
+        registry.get_manifest("pause", "nope")
+    with pytest.raises(RegistryError, match="unreachable"):
+        RegistryClient("http://127.0.0.1:9", timeout=2).get_manifest("pause", "3.10")

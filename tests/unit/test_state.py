@@ -1,0 +1,57 @@
+import pytest
+
+from podinfra.lab import state
+from podinfra.lab.state import LabConfig, LabError, LabState, NodeState
+
+
+def test_hosts_are_addressed_registry_first_then_nodes():
+    config = LabConfig(nodes=3, subnet="10.213.0.0/24")
+    assert config.gateway == "10.213.0.1"
+    assert config.hosts() == [
+        ("registry", "registry", "10.213.0.2"),
+        ("node1", "nodes", "10.213.0.11"),
+        ("node2", "nodes", "10.213.0.12"),
+        ("node3", "nodes", "10.213.0.13"),
+    ]
+
+
+def test_bridge_name_fits_the_kernel_limit():
+    assert len(LabConfig(name="abcdefghij").bridge) <= 15
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fix"),
+    [
+        ({"name": "my-lab"}, "letters or digits"),
+        ({"subnet": "10.0.0.0/28"}, "/24 or larger"),
+        ({"subnet": "fd00::/64"}, "IPv4"),
+        ({"nodes": 0}, "holds 1 to 244"),
+        ({"nodes": 500}, "holds 1 to 244"),
+    ],
+)
+def test_bad_lab_shapes_name_the_fix(kwargs, fix):
+    with pytest.raises(LabError, match=fix):
+        LabConfig(**kwargs)
+
+
+def test_state_round_trips(tmp_path, monkeypatch):
+    monkeypatch.setattr(state, "STATE_ROOT", tmp_path)
+    saved = LabState(
+        LabConfig(name="t1", nodes=1), [NodeState("node1", "nodes", "10.213.0.11", 42, "10.244.1.0/24")], 7
+    )
+    saved.save()
+    assert LabState.load("t1") == saved
+
+
+def test_missing_lab_says_how_to_start_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(state, "STATE_ROOT", tmp_path)
+    with pytest.raises(LabError, match="podinfra lab up"):
+        LabState.load("nope")
+
+
+def test_a_reused_pid_is_not_the_lab_process():
+    import os
+
+    assert state.pid_alive(os.getpid(), "python")
+    assert not state.pid_alive(os.getpid(), "/var/lib/podinfra/not-this")
+    assert not state.pid_alive(None, "x")

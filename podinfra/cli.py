@@ -7,10 +7,13 @@ import json
 import os
 import sys
 
+from podinfra import commands as commands_module
 from podinfra import table
 from podinfra.lab import lifecycle
 from podinfra.lab.state import DEFAULT_LAB, DEFAULT_SUBNET, DEFAULT_UPSTREAM_PORT, LabConfig, LabError
+from podinfra.reference import ReferenceError
 from podinfra.registry import RegistryError
+from podinfra.versions import VersionError
 
 
 def _lab_status(name: str, as_json: bool) -> None:
@@ -43,12 +46,29 @@ def parser() -> argparse.ArgumentParser:
     lab_commands.add_parser("down", parents=[named], help="remove everything the lab made")
     status = lab_commands.add_parser("status", parents=[named], help="nodes, registries, SSH key and inventory")
     status.add_argument("--json", action="store_true")
+    versions = commands.add_parser("versions", help="the pause tag per Kubernetes minor and containerd line")
+    versions.add_argument("--json", action="store_true")
+    versions.set_defaults(run=commands_module.show_versions)
+    mirror = commands.add_parser("mirror", help="copy pause (and other images) into a local registry")
+    commands_module.add_source_arguments(mirror)
+    commands_module.add_destination_arguments(mirror)
+    mirror.set_defaults(run=commands_module.mirror)
+    export = commands.add_parser("export", help="write images to an offline archive (OCI layout tar)")
+    commands_module.add_source_arguments(export)
+    export.add_argument("-o", "--output", required=True, help="archive path, e.g. bundle.tar")
+    export.set_defaults(run=commands_module.export)
+    imp = commands.add_parser("import", help="push an offline archive into a local registry")
+    imp.add_argument("archive")
+    commands_module.add_destination_arguments(imp)
+    imp.set_defaults(run=commands_module.import_)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command != "lab":
+            return int(args.run(args))
         if args.command == "lab":
             if args.lab_command == "up":
                 lifecycle.up(LabConfig(args.name, args.subnet, args.nodes, args.upstream_port))
@@ -57,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 lifecycle.down(args.name)
             else:
                 _lab_status(args.name, args.json)
-    except (LabError, RegistryError) as exc:
+    except (LabError, RegistryError, VersionError, ReferenceError, argparse.ArgumentTypeError) as exc:
         print(f"podinfra: {exc}", file=sys.stderr)
         return 2
     return 0

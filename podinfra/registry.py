@@ -7,7 +7,8 @@ change digest. Byte-exact copies need the raw bytes end to end, hence this clien
 
 from __future__ import annotations
 
-from urllib.parse import urljoin
+import re
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -19,23 +20,80 @@ class RegistryError(RuntimeError):
 
 
 class RegistryClient:
-    """Talks to one registry, e.g. ``RegistryClient("http://127.0.0.1:5000")``."""
+    """Talks to one registry, e.g. ``RegistryClient("https://10.0.0.2:5000", ca_file="ca.crt")``.
 
-    def __init__(self, base_url: str, session: requests.Session | None = None, timeout: float = 30):
+    Answers 401 challenges itself: Basic with the given credentials, or Bearer by fetching a token
+    from the challenge's realm (with the credentials when given, anonymously otherwise).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        ca_file: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30,
+    ):
         self.base_url = base_url.rstrip("/")
-        self.session = session or requests.Session()
+        self.host = urlsplit(self.base_url).netloc
+        self.session = requests.Session()
+        self.session.verify = ca_file or True
+        self.credentials = (username, password) if username is not None and password is not None else None
         self.timeout = timeout
+        self._authorization: str | None = None
 
-    def _request(self, method: str, path: str, **kwargs: object) -> requests.Response:
-        url = path if path.startswith("http") else f"{self.base_url}{path}"
+    def _send(self, method: str, url: str, headers: dict[str, str], **kwargs: object) -> requests.Response:
+        if self._authorization:
+            headers = {**headers, "Authorization": self._authorization}
         try:
-            return self.session.request(method, url, timeout=self.timeout, **kwargs)  # type: ignore[arg-type]
+            return self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)  # type: ignore[arg-type]
+        except requests.exceptions.SSLError as exc:
+            raise RegistryError(
+                f"TLS to {self.host} failed ({_reason(exc)}): pass the registry's CA with --ca-file"
+            ) from exc
         except requests.ConnectionError as exc:
-            raise RegistryError(f"registry {self.base_url} is unreachable: {exc.__class__.__name__}") from exc
+            raise RegistryError(
+                f"registry {self.host} is unreachable: check the address and that it is running"
+            ) from exc
+        except requests.Timeout as exc:
+            raise RegistryError(f"registry {self.host} did not answer in {self.timeout:.0f}s") from exc
+
+    def _request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: object
+    ) -> requests.Response:
+        url = path if path.startswith("http") else f"{self.base_url}{path}"
+        response = self._send(method, url, headers or {}, **kwargs)
+        if response.status_code == 401 and self._answer(response.headers.get("WWW-Authenticate", "")):
+            response = self._send(method, url, headers or {}, **kwargs)
+        if response.status_code == 401:
+            hint = "check the username and password" if self.credentials else "it needs credentials: --username"
+            raise RegistryError(f"registry {self.host} refused authentication: {hint}")
+        return response
+
+    def _answer(self, challenge: str) -> bool:
+        """Set the Authorization header a 401 challenge asks for; False when it cannot be met."""
+        scheme, _, params = challenge.partition(" ")
+        if scheme.lower() == "basic" and self.credentials:
+            self._authorization = requests.auth._basic_auth_str(*self.credentials)
+            return True
+        if scheme.lower() == "bearer":
+            fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
+            if "realm" not in fields:
+                return False
+            query = {k: v for k, v in fields.items() if k in ("service", "scope")}
+            reply = self.session.get(fields["realm"], params=query, auth=self.credentials, timeout=self.timeout)
+            if reply.status_code != 200:
+                return False
+            body = reply.json()
+            token = body.get("token") or body.get("access_token")
+            self._authorization = f"Bearer {token}"
+            return bool(token)
+        return False
 
     def _check(self, response: requests.Response, what: str) -> requests.Response:
         if response.status_code >= 400:
-            raise RegistryError(f"{what}: HTTP {response.status_code} from {self.base_url}")
+            raise RegistryError(f"{what}: HTTP {response.status_code} from {self.host}")
         return response
 
     def ping(self) -> bool:
@@ -46,6 +104,21 @@ class RegistryClient:
 
     def blob_exists(self, repo: str, digest: str) -> bool:
         return self._request("HEAD", f"/v2/{repo}/blobs/{digest}").status_code == 200
+
+    def manifest_digest(self, repo: str, reference: str) -> str | None:
+        """The digest the registry holds for `reference`, or None when it holds none."""
+        response = self._request(
+            "HEAD", f"/v2/{repo}/manifests/{reference}", headers={"Accept": ", ".join(ALL_MANIFEST_TYPES)}
+        )
+        return response.headers.get("Docker-Content-Digest") if response.status_code == 200 else None
+
+    def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
+        """Cross-repository mount: the registry links a blob it already holds, nothing is sent."""
+        response = self._request("POST", f"/v2/{repo}/blobs/uploads/?mount={digest}&from={from_repo}")
+        if response.status_code == 202 and "Location" in response.headers:
+            # The registry opened an upload instead; close it so no session is left behind.
+            self._request("DELETE", urljoin(self.base_url + "/", response.headers["Location"]))
+        return response.status_code == 201
 
     def push_blob(self, repo: str, data: bytes, digest: str | None = None) -> int:
         """Upload `data` unless present; returns the bytes sent (0 when skipped)."""
@@ -89,3 +162,17 @@ class RegistryClient:
 
     def get_blob(self, repo: str, digest: str) -> bytes:
         return self._check(self._request("GET", f"/v2/{repo}/blobs/{digest}"), f"get blob {digest}").content
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    for known in (
+        "certificate verify failed: unable to get local issuer certificate",
+        "self-signed certificate",
+        "certificate verify failed",
+        "hostname mismatch",
+        "wrong version number",
+    ):
+        if known in text:
+            return known
+    return exc.__class__.__name__

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,22 +20,40 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[RegistryClient]:
-    """A fresh docker-registry (Debian's CNCF distribution) on 127.0.0.1, plain HTTP."""
-    port = free_port()
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        f"version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {tmp_path / 'data'}}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
-    )
-    process = subprocess.Popen(
-        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    client = RegistryClient(f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 10
-    while not client.ping():
-        assert time.monotonic() < deadline, "docker-registry did not start"
-        time.sleep(0.05)
-    yield client
-    process.terminate()
-    process.wait()
+def start_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], RegistryClient]]:
+    """Start fresh docker-registry processes (Debian's CNCF distribution) on 127.0.0.1, plain HTTP.
+
+    Each client's ``storage`` attribute is its data directory, for tests that tamper with it.
+    """
+    processes = []
+
+    def start() -> RegistryClient:
+        top = tmp_path_factory.mktemp("registry")
+        port = free_port()
+        config = top / "registry.yml"
+        config.write_text(
+            f"version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {top / 'data'}}}}}\n"
+            f"http: {{addr: 127.0.0.1:{port}}}\n"
+        )
+        processes.append(
+            subprocess.Popen(
+                ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
+        client = RegistryClient(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 10
+        while not client.ping():
+            assert time.monotonic() < deadline, "docker-registry did not start"
+            time.sleep(0.05)
+        client.storage = top / "data"  # type: ignore[attr-defined]
+        return client
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait()
+
+
+@pytest.fixture
+def registry(start_registry: Callable[[], RegistryClient]) -> RegistryClient:
+    return start_registry()

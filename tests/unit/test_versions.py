@@ -1,0 +1,92 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from podinfra import versions
+from podinfra.reference import ReferenceError, parse, split_registry
+from podinfra.versions import VersionError
+
+
+@pytest.mark.parametrize(
+    ("kubernetes", "tag"),
+    [
+        ("1.24", "3.7"),
+        ("1.25", "3.8"),
+        ("v1.26.3", "3.9"),
+        ("1.30", "3.9"),
+        ("1.31.0-rc.1", "3.10"),
+        ("1.33", "3.10"),
+        ("1.34", "3.10.1"),
+        ("1.35", "3.10.1"),
+        ("1.36", "3.10.2"),
+    ],
+)
+def test_kubeadm_pause_per_minor(kubernetes, tag):
+    assert versions.pause_tag(kubernetes) == tag
+
+
+def test_containerd_defaults_and_kubelet_flag():
+    assert [versions.containerd_default_pause(v) for v in ("1.6.20", "1.7", "2.0", "2.1", "2.2", "2.3")] == [
+        "3.6",
+        "3.8",
+        "3.10",
+        "3.10",
+        "3.10.1",
+        "3.10.2",
+    ]
+    assert versions.kubelet_takes_pause_flag("1.34") and not versions.kubelet_takes_pause_flag("1.35")
+    assert versions.newest_kubernetes() == "1.36"
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("1.23", "knows 1.24 to 1.36"),
+        ("1.37", "knows 1.24 to 1.36"),
+        ("latest", "not a version"),
+        ("1", "not a version"),
+        ("", "not a version"),
+    ],
+)
+def test_unknown_or_malformed_versions_name_the_range(bad, message):
+    with pytest.raises(VersionError, match=message):
+        versions.pause_tag(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("registry.k8s.io/pause:3.10", ("registry.k8s.io", "pause", "3.10", None)),
+        ("pause", ("docker.io", "library/pause", "latest", None)),
+        ("localhost:5000/a/b@sha256:" + "0" * 64, ("localhost:5000", "a/b", None, "sha256:" + "0" * 64)),
+        ("10.0.0.2:5000/mirror/pause:3.9", ("10.0.0.2:5000", "mirror/pause", "3.9", None)),
+    ],
+)
+def test_references_parse_like_containerd(text, expected):
+    ref = parse(text)
+    assert (ref.registry, ref.repository, ref.tag, ref.digest) == expected
+    assert parse(str(ref)) == ref
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", " pause", "https://registry.k8s.io/pause", "Pause:3.10", "pause:", "pause@sha256:abc", "a//b", "pause:-x"],
+)
+def test_malformed_references_are_refused(bad):
+    with pytest.raises(ReferenceError):
+        parse(bad)
+
+
+@given(st.text(max_size=80))
+def test_parser_never_crashes_and_round_trips(text):
+    try:
+        ref = parse(text)
+    except ReferenceError:
+        return
+    assert parse(str(ref)) == ref
+
+
+def test_registry_with_prefix():
+    assert split_registry("10.0.0.2:5000/mirror/") == ("10.0.0.2:5000", "mirror")
+    with pytest.raises(ReferenceError, match="without a scheme"):
+        split_registry("https://10.0.0.2:5000")

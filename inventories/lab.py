@@ -13,6 +13,8 @@ _ssh = {
     "ssh_key": str(_state.ssh_key),
     "ssh_known_hosts_file": str(_state.known_hosts),
     "ssh_strict_host_key_checking": "yes",
+    # The lab's own CA and registry credentials live and die with the lab.
+    "podinfra_pki_dir": str(_state.config.root / "pki"),
 }
 
 

@@ -38,7 +38,8 @@ class RegistryClient:
         self.base_url = base_url.rstrip("/")
         self.host = urlsplit(self.base_url).netloc
         self.session = requests.Session()
-        self.session.verify = ca_file or True
+        # Passed on every request: a session-level verify loses to REQUESTS_CA_BUNDLE in the environment.
+        self.verify: str | bool = ca_file or True
         self.credentials = (username, password) if username is not None and password is not None else None
         self.timeout = timeout
         self._authorization: str | None = None
@@ -47,7 +48,14 @@ class RegistryClient:
         if self._authorization:
             headers = {**headers, "Authorization": self._authorization}
         try:
-            return self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)  # type: ignore[arg-type]
+            return self.session.request(
+                method,
+                url,
+                headers=headers,
+                timeout=self.timeout,
+                verify=self.verify,
+                **kwargs,  # type: ignore[arg-type]
+            )
         except requests.exceptions.SSLError as exc:
             raise RegistryError(
                 f"TLS to {self.host} failed ({_reason(exc)}): pass the registry's CA with --ca-file"
@@ -82,7 +90,9 @@ class RegistryClient:
             if "realm" not in fields:
                 return False
             query = {k: v for k, v in fields.items() if k in ("service", "scope")}
-            reply = self.session.get(fields["realm"], params=query, auth=self.credentials, timeout=self.timeout)
+            reply = self.session.get(
+                fields["realm"], params=query, auth=self.credentials, timeout=self.timeout, verify=self.verify
+            )
             if reply.status_code != 200:
                 return False
             body = reply.json()

@@ -182,7 +182,9 @@ def test_unknown_tag_and_unreachable_registry_are_one_line_errors(capsys, upstre
         "127.0.0.1:9",
         "--insecure",
     )
-    assert code == 2 and out.strip().splitlines()[-1] == f"podinfra: get manifest pause:9.9: HTTP 404 from {upstream.host}"
+    assert (
+        code == 2 and out.strip().splitlines()[-1] == f"podinfra: get manifest pause:9.9: HTTP 404 from {upstream.host}"
+    )
     code, out = run(
         capsys,
         "mirror",
@@ -197,7 +199,8 @@ def test_unknown_tag_and_unreachable_registry_are_one_line_errors(capsys, upstre
     )
     assert (
         code == 2
-        and out.strip().splitlines()[-1] == "podinfra: registry 127.0.0.1:9 is unreachable: check the address and that it is running"
+        and out.strip().splitlines()[-1]
+        == "podinfra: registry 127.0.0.1:9 is unreachable: check the address and that it is running"
     )
 
 

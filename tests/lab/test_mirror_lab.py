@@ -1,0 +1,127 @@
+"""Mirror on the lab: upstream (host loopback) -> the registry node made by deploys/registry.py
+(TLS from podinfra's CA + htpasswd) -> an air-gapped node pulling the canonical name."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import LAB, podinfra, ssh
+
+pytestmark = pytest.mark.lab
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+
+
+@pytest.fixture(scope="module")
+def local_registry(lab):
+    deploy = subprocess.run(
+        [PYINFRA, "-y", "--limit", "registry", lab["inventory"], "deploys/registry.py"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PODINFRA_LAB": LAB},
+    )
+    assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
+    pki = Path(f"/var/lib/podinfra/{LAB}/pki")
+    users = json.loads((pki / "registry" / "users.json").read_text())
+    password_file = pki / "push.password"
+    password_file.write_text(users["push"])
+    address = next(n["address"] for n in lab["nodes"] if n["group"] == "registry")
+    return {"host": f"{address}:5000", "ca": str(pki / "ca.crt"), "users": users, "password_file": str(password_file)}
+
+
+def mirror(lab, local, *extra: str) -> subprocess.CompletedProcess[str]:
+    return podinfra(
+        "mirror", "--source", lab["upstream"], "--source-insecure", "--to", local["host"], "--ca-file", local["ca"],
+        "--username", "push", "--password-file", local["password_file"], *extra, check=False,
+    )  # fmt: skip
+
+
+def skopeo_raw(ref: str, *options: str) -> bytes:
+    return subprocess.run(
+        ["skopeo", "inspect", "--raw", *options, f"docker://{ref}"], capture_output=True, check=True
+    ).stdout
+
+
+def test_mirror_into_the_tls_registry_keeps_digests_and_reruns_send_nothing(lab, local_registry, tmp_path):
+    first = mirror(lab, local_registry, "--kubernetes-version", "1.31", "--kubernetes-version", "1.34", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["bytes_sent"] > 0
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_text(Path(local_registry["ca"]).read_text())
+    dest_opts = ("--cert-dir", str(certs), "--creds", f"pull:{local_registry['users']['pull']}")
+    for tag in ("3.10", "3.10.1"):
+        source = skopeo_raw(f"{lab['upstream']}/pause:{tag}", "--tls-verify=false")
+        assert skopeo_raw(f"{local_registry['host']}/pause:{tag}", *dest_opts) == source
+        for child in json.loads(source)["manifests"]:
+            digest = child["digest"]
+            assert skopeo_raw(f"{local_registry['host']}/pause@{digest}", *dest_opts) == skopeo_raw(
+                f"{lab['upstream']}/pause@{digest}", "--tls-verify=false"
+            )
+    again = mirror(lab, local_registry, "--kubernetes-version", "1.31", "--kubernetes-version", "1.34", "--json")
+    summary = json.loads(again.stdout)
+    assert (summary["bytes_sent"], summary["blobs_uploaded"], summary["changed"]) == (0, 0, False)
+
+
+def test_wrong_credentials_and_unknown_ca_are_one_line_errors(lab, local_registry, tmp_path):
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password")
+    denied = podinfra(
+        "mirror", "--source", lab["upstream"], "--source-insecure", "--kubernetes-version", "1.31",
+        "--to", local_registry["host"], "--ca-file", local_registry["ca"], "--username", "push",
+        "--password-file", str(wrong), check=False,
+    )  # fmt: skip
+    assert denied.returncode == 2
+    assert denied.stderr.strip().splitlines()[-1] == (
+        f"podinfra: registry {local_registry['host']} refused authentication: check the username and password"
+    )
+    assert "not-the-password" not in denied.stderr + denied.stdout
+    untrusted = podinfra(
+        "mirror", "--source", lab["upstream"], "--source-insecure", "--kubernetes-version", "1.31",
+        "--to", local_registry["host"], check=False,
+    )  # fmt: skip
+    assert untrusted.returncode == 2
+    assert "pass the registry's CA with --ca-file" in untrusted.stderr.strip().splitlines()[-1]
+
+
+def test_an_air_gapped_node_pulls_the_canonical_name_through_the_mirror(lab, local_registry, ssh_config):
+    """containerd asks the mirror for /v2/pause/...?ns=registry.k8s.io: images stored at `pause` answer it."""
+    assert mirror(lab, local_registry, "--kubernetes-version", "1.31").returncode == 0
+    auth = base64.b64encode(f"pull:{local_registry['users']['pull']}".encode()).decode()
+    hosts_toml = (
+        f'server = "https://{local_registry["host"]}"\n\n[host."https://{local_registry["host"]}"]\n'
+        f'  capabilities = ["pull", "resolve"]\n  ca = "/etc/podinfra-test/ca.crt"\n'
+        f'  [host."https://{local_registry["host"]}".header]\n    Authorization = "Basic {auth}"\n'
+    )
+    ca = base64.b64encode(Path(local_registry["ca"]).read_bytes()).decode()
+    hosts = base64.b64encode(hosts_toml.encode()).decode()
+    ssh(
+        ssh_config,
+        "node2",
+        f"mkdir -p /etc/podinfra-test/certs.d/registry.k8s.io && echo {ca} | base64 -d > /etc/podinfra-test/ca.crt"
+        f" && echo {hosts} | base64 -d > /etc/podinfra-test/certs.d/registry.k8s.io/hosts.toml",
+    )
+    pulled = ssh(
+        ssh_config,
+        "node2",
+        "ctr -n podinfra-test images pull --hosts-dir /etc/podinfra-test/certs.d registry.k8s.io/pause:3.10"
+        " && ctr -n podinfra-test images ls -q",
+        check=False,
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    assert "registry.k8s.io/pause:3.10" in pulled.stdout
+    digest = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{lab['upstream']}/pause:3.10"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    listed = ssh(ssh_config, "node2", "ctr -n podinfra-test images ls").stdout
+    assert "sha256:" + hashlib.sha256(digest).hexdigest() in listed
+    ssh(ssh_config, "node2", "ctr -n podinfra-test images rm registry.k8s.io/pause:3.10; rm -rf /etc/podinfra-test")

@@ -1,0 +1,85 @@
+"""deploys/registry.py on a real lab node: HTTPS from podinfra's CA, htpasswd auth, file modes, idempotence."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from .conftest import LAB, ssh
+
+pytestmark = pytest.mark.lab
+
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+DEPLOY = str(Path(__file__).resolve().parents[2] / "deploys" / "registry.py")
+USERS = {"pull": "pull-lab-password", "push": "push-lab-password"}
+
+
+def deploy(lab: dict[str, Any], *data: str) -> subprocess.CompletedProcess[str]:
+    # The lab's PKI lives in the lab's own tree, so `lab down` removes it with everything else.
+    pki = Path(lab["state_root"]) / lab["lab"] / "pki"
+    args = [f"podinfra_pki_dir={pki}", f"registry_users={json.dumps(USERS)}", *data]
+    return subprocess.run(
+        [PYINFRA, "-y", "--json", lab["inventory"], DEPLOY, *(a for arg in args for a in ("--data", arg))],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PODINFRA_LAB": LAB},
+    )
+
+
+def totals(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout[result.stdout.index("{") :])["results"]["totals"]
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: dict[str, Any], ssh_config: Path) -> Iterator[dict[str, str]]:
+    first = totals(deploy(lab))
+    assert first["error"] == 0 and first["success"] > 0
+    address = next(n["address"] for n in lab["nodes"] if n["group"] == "registry")
+    yield {"url": f"https://{address}:5000/v2/", "ca": str(Path(lab["state_root"]) / lab["lab"] / "pki" / "ca.crt")}
+    # Leave the node as the lab made it: docker-registry installed, not running.
+    ssh(ssh_config, "registry", "systemctl disable --now docker-registry")
+
+
+def test_bad_data_fails_before_anything_changes(lab, ssh_config):
+    config = "sha256sum /etc/docker/registry/config.yml"
+    before = ssh(ssh_config, "registry", config).stdout
+    result = deploy(lab, "registry_port=abc")
+    assert result.returncode != 0
+    assert "registry_port='abc': use a port number from 1 to 65535" in result.stderr
+    assert "Starting operation" not in result.stderr
+    assert ssh(ssh_config, "registry", config).stdout == before
+
+
+def test_registry_answers_over_tls_and_wants_credentials(deployed):
+    assert requests.get(deployed["url"], verify=deployed["ca"], timeout=10).status_code == 401
+    assert requests.get(deployed["url"], verify=deployed["ca"], auth=("pull", "wrong"), timeout=10).status_code == 401
+    for user, password in USERS.items():
+        answer = requests.get(deployed["url"], verify=deployed["ca"], auth=(user, password), timeout=10)
+        assert answer.status_code == 200, user
+        assert answer.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
+
+
+def test_key_and_htpasswd_are_for_the_service_only(deployed, ssh_config):
+    for path in ("/etc/docker/registry/private/registry.key", "/etc/docker/registry/private/htpasswd"):
+        assert ssh(ssh_config, "registry", f"stat -c '%a %U %G' {path}").stdout.split() == [
+            "640",
+            "root",
+            "docker-registry",
+        ]
+        assert ssh(ssh_config, "registry", f"runuser -u docker-registry -- test -r {path}", check=False).returncode == 0
+        assert ssh(ssh_config, "registry", f"runuser -u nobody -- cat {path}", check=False).returncode != 0
+    assert ssh(ssh_config, "registry", "systemctl is-enabled docker-registry").stdout.strip() == "enabled"
+
+
+def test_second_run_changes_nothing(lab, deployed):
+    again = totals(deploy(lab))
+    assert again["success"] == 0 and again["error"] == 0, again

@@ -30,19 +30,15 @@ Missing or bad data stops the run while pyinfra prepares, before any host is cha
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
-from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from podinfra import pki
+from podinfra.hostdata import RegistrySettings, registry_settings
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "registry"
 SERVICE = "docker-registry.service"
@@ -58,92 +54,6 @@ CA = "/etc/docker/registry/ca.crt"
 PRIVATE = "/etc/docker/registry/private"
 KEY = f"{PRIVATE}/registry.key"
 HTPASSWD = f"{PRIVATE}/htpasswd"
-
-DEFAULT_USERS = ("pull", "push")
-
-
-@dataclass(frozen=True)
-class Settings:
-    port: int
-    data_dir: str
-    address: str
-    cert: Path  # on the control host, like key, ca and htpasswd
-    key: Path
-    ca: Path | None
-    htpasswd: Path
-
-
-_HIDDEN = object()
-
-
-def _fail(key: str, fix: str, value: object = _HIDDEN) -> DeployError:
-    shown = "" if value is _HIDDEN else f"={value!r}"
-    return DeployError(f"host {host.name}: host data {key}{shown}: {fix}")
-
-
-def _control_file(key: str) -> Path | None:
-    value = host.data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not Path(value).is_file():
-        raise _fail(key, "give the path of an existing file on the control host", value)
-    return Path(value)
-
-
-def _settings() -> Settings:
-    """Read and check all data first, so that a mistake costs nothing but the message."""
-    port: Any = host.data.get("registry_port", 5000)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise _fail("registry_port", "use a port number from 1 to 65535", port)
-    data_dir: Any = host.data.get("registry_data_dir", "/var/lib/docker-registry")
-    if not isinstance(data_dir, str) or not PurePosixPath(data_dir).is_absolute() or data_dir.rstrip("/") == "":
-        raise _fail("registry_data_dir", "use an absolute path other than /", data_dir)
-    address: Any = host.data.get("registry_address") or host.data.get("ssh_hostname") or host.name
-    if not isinstance(address, str) or not address or "/" in address:
-        raise _fail("registry_address", "use the IP address or DNS name nodes reach the registry at", address)
-    pki_dir: Any = host.data.get("podinfra_pki_dir", "/var/lib/podinfra/pki")
-    if not isinstance(pki_dir, str) or not Path(pki_dir).is_absolute():
-        raise _fail("podinfra_pki_dir", "use an absolute path on the control host", pki_dir)
-    host_dir = Path(pki_dir) / host.name
-
-    users: Any = host.data.get("registry_users")
-    if users is not None:
-        if not isinstance(users, dict) or not all(isinstance(v, str) for v in [*users, *users.values()]):
-            raise _fail("registry_users", 'use a mapping of user to password, e.g. {"pull": "..."}')
-        try:
-            pki.check_htpasswd_users(users)
-        except pki.PkiError as e:
-            raise _fail("registry_users", str(e)) from None
-
-    tls: Any = host.data.get("registry_tls", "podinfra")
-    if tls == "provided":
-        cert, key = _control_file("registry_tls_cert"), _control_file("registry_tls_key")
-        if cert is None or key is None:
-            missing = "registry_tls_cert" if cert is None else "registry_tls_key"
-            raise _fail(missing, 'registry_tls is "provided": give the path of a PEM file on the control host')
-        try:
-            pki.check_cert_and_key(cert, key)
-        except pki.PkiError as e:
-            raise _fail("registry_tls_key", str(e), str(key)) from None
-        ca = _control_file("registry_tls_ca")
-    elif tls == "podinfra":
-        names, ips = [host.name], list[str]()
-        try:
-            ips.append(str(ipaddress.ip_address(address)))
-        except ValueError:
-            names.append(address)
-        try:
-            ca, ca_key = pki.ensure_ca(Path(pki_dir))
-            cert, key = pki.ensure_server_cert(host_dir, (ca, ca_key), names, ips)
-        except pki.PkiError as e:
-            raise _fail("podinfra_pki_dir", str(e), pki_dir) from None
-    else:
-        raise _fail("registry_tls", 'use "podinfra" (certificate from podinfra\'s CA) or "provided"', tls)
-
-    if users is None:
-        users = pki.ensure_passwords(host_dir / "users.json", DEFAULT_USERS)
-    htpasswd = pki.ensure_htpasswd(host_dir / "htpasswd", users)
-    return Settings(port, data_dir, address, cert, key, ca, htpasswd)
 
 
 def _curl(url: str, cacert: str, *extra: str) -> list[str]:
@@ -163,7 +73,7 @@ class AnonymousStatus(FactBase[str]):
 
 
 @deploy("podinfra registry")
-def registry(settings: Settings) -> None:
+def registry(settings: RegistrySettings) -> None:
     # Both are on the lab's node image and nodes cannot reach a mirror: this only checks, and only
     # an absent package would make apt try to fetch it. curl is for the health check.
     apt.packages(name="docker-registry and curl are installed", packages=["docker-registry", "curl"])
@@ -227,4 +137,4 @@ def registry(settings: Settings) -> None:
 
 
 if "registry" in host.groups:
-    registry(_settings())
+    registry(registry_settings(host))

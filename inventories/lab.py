@@ -6,6 +6,7 @@ Reads the lab's state file; PODINFRA_LAB names the lab (default "lab").
 import os
 
 from podinfra.lab.state import LabState
+from podinfra.versions import newest_kubernetes
 
 _state = LabState.load(os.environ.get("PODINFRA_LAB", "lab"))
 _ssh = {
@@ -15,6 +16,10 @@ _ssh = {
     "ssh_strict_host_key_checking": "yes",
     # The lab's own CA and registry credentials live and die with the lab.
     "podinfra_pki_dir": str(_state.config.root / "pki"),
+    # The lab's upstream stands in for registry.k8s.io, on the control host's loopback.
+    "pause_source": _state.upstream,
+    "pause_source_insecure": True,
+    "kubernetes_version": os.environ.get("PODINFRA_KUBERNETES_VERSION", newest_kubernetes()),
 }
 
 

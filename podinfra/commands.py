@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from podinfra import archive, table, versions
-from podinfra.mirror import RegistrySource, Summary, copy_image
+from podinfra.mirror import UPSTREAM, RegistrySource, Summary, copy_image, registry_source
 from podinfra.reference import Reference, parse, split_registry
 from podinfra.registry import RegistryClient
-
-UPSTREAM = "registry.k8s.io"
 
 
 def progress(message: str) -> None:
@@ -50,10 +48,7 @@ def requested_images(args: argparse.Namespace) -> list[Reference]:
 
 
 def source_for(ref: Reference, args: argparse.Namespace) -> RegistrySource:
-    host = args.source if ref.registry == UPSTREAM else ref.registry
-    insecure = args.source_insecure and ref.registry == UPSTREAM
-    client = RegistryClient(f"{'http' if insecure else 'https'}://{host}", ca_file=args.source_ca_file)
-    return RegistrySource(client, ref.repository)
+    return registry_source(ref, args.source, args.source_insecure, args.source_ca_file)
 
 
 def destination(args: argparse.Namespace) -> tuple[RegistryClient, str]:

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from podinfra.oci import INDEX_TYPES, MANIFEST_TYPES, Blob, digest_of, encode
+from podinfra.reference import Reference
 from podinfra.registry import RegistryClient, RegistryError
+
+UPSTREAM = "registry.k8s.io"
 
 
 class IntegrityError(RegistryError):
@@ -50,6 +53,16 @@ class RegistrySource:
 
     def blob(self, digest: str) -> bytes:
         return self.client.get_blob(self.repository, digest)
+
+
+def registry_source(
+    ref: Reference, upstream: str = UPSTREAM, insecure: bool = False, ca_file: str | None = None
+) -> RegistrySource:
+    """Read `ref` from its registry, or, for registry.k8s.io images, from `upstream` (a mirror of it)."""
+    if ref.registry != UPSTREAM:
+        return RegistrySource(RegistryClient(f"https://{ref.registry}"), ref.repository)
+    client = RegistryClient(f"{'http' if insecure else 'https'}://{upstream}", ca_file=ca_file)
+    return RegistrySource(client, ref.repository)
 
 
 @dataclass

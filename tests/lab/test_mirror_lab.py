@@ -125,3 +125,41 @@ def test_an_air_gapped_node_pulls_the_canonical_name_through_the_mirror(lab, loc
     listed = ssh(ssh_config, "node2", "ctr -n podinfra-test images ls").stdout
     assert "sha256:" + hashlib.sha256(digest).hexdigest() in listed
     ssh(ssh_config, "node2", "ctr -n podinfra-test images rm registry.k8s.io/pause:3.10; rm -rf /etc/podinfra-test")
+
+
+def pyinfra_deploy(lab, deploy: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYINFRA, "-y", "--json", lab["inventory"], deploy],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PODINFRA_LAB": LAB, **env},
+    )
+
+
+def totals(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    return json.loads(result.stdout[result.stdout.index("{") :])["results"]["totals"]
+
+
+def test_mirror_deploy_puts_upstream_digests_in_the_registry_and_then_changes_nothing(lab, local_registry, tmp_path):
+    first = pyinfra_deploy(lab, "deploys/mirror.py", PODINFRA_KUBERNETES_VERSION="1.26")
+    assert first.returncode == 0, first.stderr[-2000:]
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_text(Path(local_registry["ca"]).read_text())
+    held = skopeo_raw(
+        f"{local_registry['host']}/pause:3.9",
+        "--cert-dir",
+        str(certs),
+        "--creds",
+        f"pull:{local_registry['users']['pull']}",
+    )
+    assert held == skopeo_raw(f"{lab['upstream']}/pause:3.9", "--tls-verify=false")
+    second = pyinfra_deploy(lab, "deploys/mirror.py", PODINFRA_KUBERNETES_VERSION="1.26")
+    assert totals(second)["success"] == 0 and totals(second)["error"] == 0
+
+
+def test_bad_inventory_data_fails_before_any_host_is_touched(lab):
+    result = pyinfra_deploy(lab, "deploys/mirror.py", PODINFRA_KUBERNETES_VERSION="1.99")
+    assert result.returncode != 0
+    assert "kubernetes_version" in result.stderr + result.stdout and "1.24 to 1.36" in result.stderr + result.stdout
+    assert "Beginning operation run" not in result.stderr + result.stdout

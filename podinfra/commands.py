@@ -87,14 +87,15 @@ def report(summary: Summary, as_json: bool, verb: str) -> None:
 def push_all(images: list[tuple[Reference, Any, str]], args: argparse.Namespace, platforms: set[str] | None) -> Summary:
     dest, prefix = destination(args)
     summary = Summary()
-    repos: list[str] = []
+    held = dest.repositories()
     for ref, source, reference in images:
         dest_repo = f"{prefix}/{ref.repository}" if prefix else ref.repository
+        # The same image under another prefix can lend its blobs by cross-repository mount.
+        name = ref.repository.rsplit("/", 1)[-1]
+        kin = tuple(r for r in held if r != dest_repo and r.rsplit("/", 1)[-1] == name)
         progress(f"{ref} -> {dest.host}/{dest_repo}")
-        copy_image(
-            source, reference, dest, dest_repo, ref.tag, summary, platforms, mount_from=tuple(repos), progress=progress
-        )
-        repos.append(dest_repo)
+        copy_image(source, reference, dest, dest_repo, ref.tag, summary, platforms, mount_from=kin, progress=progress)
+        held.append(dest_repo)
     return summary
 
 

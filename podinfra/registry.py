@@ -122,6 +122,11 @@ class RegistryClient:
         )
         return response.headers.get("Docker-Content-Digest") if response.status_code == 200 else None
 
+    def repositories(self) -> list[str]:
+        """The registry's catalog, or [] where it does not offer one (it is optional in the spec)."""
+        response = self._request("GET", "/v2/_catalog?n=1000")
+        return list(response.json().get("repositories", [])) if response.status_code == 200 else []
+
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Cross-repository mount: the registry links a blob it already holds, nothing is sent."""
         response = self._request("POST", f"/v2/{repo}/blobs/uploads/?mount={digest}&from={from_repo}")

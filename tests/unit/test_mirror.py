@@ -65,11 +65,11 @@ def test_mirror_keeps_every_digest_and_a_rerun_uploads_nothing(capsys, upstream,
 def test_prefix_and_cross_repository_mount(capsys, upstream, start_registry):
     dest = start_registry()
     assert run(capsys, *mirror_args(upstream, dest, "--kubernetes-version", "1.31"))[0] == 0
-    dest_prefixed = mirror_args(upstream, dest, "--kubernetes-version", "1.31")
-    dest_prefixed[dest_prefixed.index(dest.host)] = f"{dest.host}/mirror"
-    # A new run knows no repository yet; mount works from repositories written earlier in the same run.
-    code, out = run(capsys, *dest_prefixed, "--image", "registry.k8s.io/pause:3.10")
+    prefixed = mirror_args(upstream, dest, "--kubernetes-version", "1.31")
+    prefixed[prefixed.index(dest.host)] = f"{dest.host}/mirror"
+    code, out = run(capsys, *prefixed)
     assert code == 0
+    assert (out["blobs_mounted"], out["blobs_uploaded"], out["bytes_sent"]) == (4, 0, 0)
     assert tree(dest, "mirror/pause", "3.10") == tree(upstream, "pause", "3.10")
 
 
@@ -169,7 +169,7 @@ def test_a_damaged_archive_is_refused_and_nothing_is_tagged(capsys, upstream, st
     assert fresh.manifest_digest("pause", "3.10") is None
 
 
-def test_unknown_tag_and_unreachable_registry_are_one_line_errors(capsys, upstream):
+def test_unknown_tag_and_unreachable_registry_are_one_line_errors(capsys, upstream, registry):
     code, out = run(
         capsys,
         "mirror",
@@ -179,7 +179,7 @@ def test_unknown_tag_and_unreachable_registry_are_one_line_errors(capsys, upstre
         "--image",
         "registry.k8s.io/pause:9.9",
         "--to",
-        "127.0.0.1:9",
+        registry.host,
         "--insecure",
     )
     assert (

@@ -3,6 +3,7 @@
 Reads the lab's state file; PODINFRA_LAB names the lab (default "lab").
 """
 
+import json
 import os
 
 from podinfra.lab.state import LabState
@@ -23,8 +24,20 @@ _ssh = {
 }
 
 
+_registry = next(n for n in _state.nodes if n.group == "registry")
+_pki = _state.config.root / "pki"
+_users = _pki / _registry.name / "users.json"
+# Written by deploys/registry.py; nodes pull with its read user.
+_nodes = {
+    "local_registry": f"{_registry.address}:5000",
+    "registry_ca": str(_pki / "ca.crt"),
+    **({"registry_pull_password": json.loads(_users.read_text())["pull"]} if _users.exists() else {}),
+}
+
+
 def _group(name: str) -> list[tuple[str, dict[str, object]]]:
-    return [(n.name, {"ssh_hostname": n.address, **_ssh}) for n in _state.nodes if n.group == name]
+    extra = _nodes if name == "nodes" else {}
+    return [(n.name, {"ssh_hostname": n.address, **_ssh, **extra}) for n in _state.nodes if n.group == name]
 
 
 nodes = _group("nodes")

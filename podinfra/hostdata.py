@@ -7,7 +7,7 @@ may be secrets are never shown.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -153,4 +153,91 @@ def mirror_settings(host: Host) -> MirrorSettings:
         raise fail(host, "pause_source_insecure", "use true or false", insecure)
     return MirrorSettings(
         tuple(dict.fromkeys(images)), source, insecure, control_file(host, "pause_source_ca"), str(prefix).strip("/")
+    )
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """What `deploys/node.py` makes every node use. Passwords are kept out of repr."""
+
+    kubernetes_version: str
+    pause_tag: str
+    registry: str
+    prefix: str
+    mode: str
+    ca: Path | None
+    pull_user: str | None
+    pull_password: str | None = field(repr=False)
+    mirrored: tuple[str, ...]
+    containerd_config: str
+    certs_dir: str
+    kubelet_flags_file: str
+    restart_batch: int
+
+
+def _text(host: Host, key: str, default: str, absolute: bool = False) -> str:
+    value: Any = host.data.get(key, default)
+    if not isinstance(value, str) or not value or (absolute and not PurePosixPath(value).is_absolute()):
+        raise fail(host, key, "use an absolute path" if absolute else "use a non-empty string", value)
+    return value
+
+
+def node_settings(host: Host) -> NodeSettings:
+    """Host data for nodes, with defaults:
+
+    ``kubernetes_version`` (required); ``local_registry`` (required, HOST:PORT of the registry
+    nodes pull from); ``registry_prefix`` (""); ``sandbox_image_mode`` ("canonical": nodes keep
+    ``registry.k8s.io/pause:TAG`` and hosts.toml sends it to the local registry; "local": the
+    sandbox image is rewritten to the local reference, pinned by digest when known);
+    ``registry_ca`` (CA file on the control host; required unless ``registry_insecure``);
+    ``registry_pull_user`` ("pull") and ``registry_pull_password`` (none: anonymous pulls);
+    ``mirrored_registries`` (["registry.k8s.io"]); ``containerd_config``
+    ("/etc/containerd/config.toml"); ``containerd_certs_dir`` ("/etc/containerd/certs.d");
+    ``kubelet_flags_file`` ("/var/lib/kubelet/kubeadm-flags.env"); ``restart_batch`` (1 node at a time).
+    """
+    version = kubernetes_version(host)
+    registry: Any = host.data.get("local_registry")
+    prefix: Any = host.data.get("registry_prefix", "")
+    try:
+        split_registry(registry if isinstance(registry, str) else "")
+        split_registry(f"x/{prefix}" if prefix else "x")
+    except ReferenceError as e:
+        raise fail(host, "local_registry or registry_prefix", str(e)) from None
+    mode: Any = host.data.get("sandbox_image_mode", "canonical")
+    if mode not in ("canonical", "local"):
+        raise fail(host, "sandbox_image_mode", 'use "canonical" or "local"', mode)
+    insecure: Any = host.data.get("registry_insecure", False)
+    if not isinstance(insecure, bool):
+        raise fail(host, "registry_insecure", "use true or false", insecure)
+    ca = control_file(host, "registry_ca")
+    if ca is None and not insecure:
+        raise fail(host, "registry_ca", "the local registry uses TLS: give its CA file (on the control host)")
+    if ca is not None:
+        try:
+            pki.check_certificate(ca)
+        except pki.PkiError as e:
+            raise fail(host, "registry_ca", str(e), str(ca)) from None
+    password: Any = host.data.get("registry_pull_password")
+    if password is not None and not isinstance(password, str):
+        raise fail(host, "registry_pull_password", "use a string")
+    mirrored: Any = host.data.get("mirrored_registries", ["registry.k8s.io"])
+    if not isinstance(mirrored, list) or not mirrored or not all(isinstance(m, str) for m in mirrored):
+        raise fail(host, "mirrored_registries", 'use a list of registry hosts, e.g. ["registry.k8s.io"]', mirrored)
+    batch: Any = host.data.get("restart_batch", 1)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise fail(host, "restart_batch", "use a whole number of nodes, 1 or more", batch)
+    return NodeSettings(
+        kubernetes_version=version,
+        pause_tag=versions.pause_tag(version),
+        registry=registry,
+        prefix=str(prefix).strip("/"),
+        mode=mode,
+        ca=ca,
+        pull_user=_text(host, "registry_pull_user", "pull") if password else None,
+        pull_password=password,
+        mirrored=tuple(mirrored),
+        containerd_config=_text(host, "containerd_config", "/etc/containerd/config.toml", absolute=True),
+        certs_dir=_text(host, "containerd_certs_dir", "/etc/containerd/certs.d", absolute=True),
+        kubelet_flags_file=_text(host, "kubelet_flags_file", "/var/lib/kubelet/kubeadm-flags.env", absolute=True),
+        restart_batch=batch,
     )

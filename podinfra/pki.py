@@ -121,6 +121,11 @@ def check_cert_and_key(cert_path: Path, key_path: Path) -> None:
         raise PkiError(f"{key_path} is not the key of the certificate in {cert_path}")
 
 
+def check_certificate(path: Path) -> None:
+    """Raise PkiError unless ``path`` holds a PEM certificate (e.g. a CA file from the inventory)."""
+    _load_cert(path)
+
+
 def ensure_passwords(path: Path, users: Iterable[str]) -> dict[str, str]:
     """A random password per user, kept in ``path`` (JSON, 0600) so that later runs reuse it."""
     with _locked(path.parent):

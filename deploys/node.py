@@ -121,6 +121,7 @@ def containerd(settings: NodeSettings, version: str, image: str) -> None:
     config = config_file(name=f"containerd {version} sandbox image", path=settings.containerd_config, content=content)
     containerd_restarted(
         name="Restart containerd, or roll back",
+        image=image,
         config=settings.containerd_config,
         _if=config.did_change,
         _parallel=settings.restart_batch,

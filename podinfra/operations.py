@@ -58,7 +58,8 @@ restart_ok() {{
   for _ in $(seq 1 {wait}); do
     if ctr version >/dev/null 2>&1 \\
       && ctr plugins ls 2>/dev/null | grep -Eq '^io\\.containerd\\.grpc\\.v1 +cri +.* ok *$'; then
-      return 0
+      containerd config dump 2>/dev/null | grep -qF {expect}
+      return
     fi
     sleep 1
   done
@@ -67,17 +68,29 @@ restart_ok() {{
 if ! restart_ok; then
   if [ -f {backup} ]; then cp -p {backup} {config}; fi
   restart_ok || true
-  echo "containerd did not come back with the new config {config}: previous config restored, containerd restarted" >&2
+  echo "containerd did not come back with the new config {config}, or its effective config (containerd config dump)" \\
+    "does not name {image} (an imports drop-in overriding it?): previous config restored, containerd restarted" >&2
   exit 1
 fi
 """
 
 
 @operation()
-def containerd_restarted(config: str = "/etc/containerd/config.toml", wait: int = 30) -> Generator[object, None, None]:
-    """Restart containerd and see its CRI plugin answer; if it does not, put the backup config back.
+def containerd_restarted(
+    image: str, config: str = "/etc/containerd/config.toml", wait: int = 30
+) -> Generator[object, None, None]:
+    """Restart containerd and see its CRI plugin answer with `image` in its effective config; if it
+    does not, put the backup config back.
 
     Use with ``_if=`` the config file operation's ``did_change``, so containerd restarts only when
     its config changed. Running pod sandboxes survive: their shims outlive the daemon.
     """
-    yield StringCommand(RESTART.format(wait=wait, config=shlex.quote(config), backup=shlex.quote(config + BACKUP)))
+    yield StringCommand(
+        RESTART.format(
+            wait=wait,
+            config=shlex.quote(config),
+            backup=shlex.quote(config + BACKUP),
+            image=image,
+            expect=shlex.quote(f'"{image}"'),
+        )
+    )

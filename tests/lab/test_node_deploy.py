@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cri_api.v1 import api_pb2 as cri
 
 from podinfra.cri import Runtime, forwarded_socket
 
@@ -153,3 +154,48 @@ def test_bad_node_data_fails_before_any_host_is_touched(mirrored):
     assert result.returncode != 0
     assert "sandbox_image_mode" in result.stdout + result.stderr
     assert "Beginning operation run" not in result.stdout + result.stderr
+
+
+def test_dry_run_shows_the_change_and_changes_nothing(mirrored, ssh_config):
+    before = dump(ssh_config, "node2")
+    # With -y pyinfra 3.10 skips change detection, so a dry run goes without it.
+    result = subprocess.run(
+        [PYINFRA, "--dry", "--json", "--limit", "node2", mirrored["inventory"], "deploys/node.py"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PODINFRA_LAB": LAB, "PODINFRA_KUBERNETES_VERSION": "1.34"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    plan = json.loads(result.stdout[result.stdout.index("{") :])["plan"]
+    changing = {op["name"] for op in plan if op["hosts_with_change"] == ["node2"]}
+    assert {"containerd 1.6.20 sandbox image", "kubelet flags"} <= changing
+    assert dump(ssh_config, "node2") == before
+
+
+def test_local_mode_rewrites_the_sandbox_image_to_the_pinned_local_reference(mirrored, ssh_config):
+    registry = next(n["address"] for n in mirrored["nodes"] if n["group"] == "registry")
+    index = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{mirrored['upstream']}/pause:3.10"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    import hashlib
+
+    expected = f"{registry}:5000/pause:3.10@sha256:{hashlib.sha256(index).hexdigest()}"
+    result = deploy(mirrored, "node", "1.31", "--limit", "node2", "--data", "sandbox_image_mode=local")
+    assert result.returncode == 0, result.stdout[-3000:]
+    try:
+        assert f'sandbox_image = "{expected}"' in dump(ssh_config, "node2")
+        status = sandbox(ssh_config, "node2")
+        assert status.state == "SANDBOX_READY"
+        # CRI names whichever reference of that image it holds first, so compare image IDs.
+        with forwarded_socket(ssh_config, "node2") as target:
+            images = Runtime(target).images
+
+            def image_id(ref: str) -> str:
+                return images.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec(image=ref))).image.id
+
+            assert image_id(status.image) == image_id(expected) != ""
+    finally:
+        assert deploy(mirrored, "node", "1.31", "--limit", "node2").returncode == 0

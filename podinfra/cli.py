@@ -8,12 +8,14 @@ import os
 import sys
 
 from podinfra import commands as commands_module
+from podinfra import demo as demo_module
 from podinfra import table
+from podinfra.demo import StepFailed
 from podinfra.lab import lifecycle
 from podinfra.lab.state import DEFAULT_LAB, DEFAULT_SUBNET, DEFAULT_UPSTREAM_PORT, LabConfig, LabError
 from podinfra.reference import ReferenceError
 from podinfra.registry import RegistryError
-from podinfra.versions import VersionError
+from podinfra.versions import VersionError, newest_kubernetes
 
 
 def _lab_status(name: str, as_json: bool) -> None:
@@ -46,6 +48,10 @@ def parser() -> argparse.ArgumentParser:
     lab_commands.add_parser("down", parents=[named], help="remove everything the lab made")
     status = lab_commands.add_parser("status", parents=[named], help="nodes, registries, SSH key and inventory")
     status.add_argument("--json", action="store_true")
+    demo = commands.add_parser("demo", help="the whole story on the built-in lab: mirror, configure, verify")
+    demo.add_argument("--nodes", type=int, default=3)
+    demo.add_argument("--kubernetes-version", default=newest_kubernetes(), help="default: the newest in the catalogue")
+    demo.set_defaults(run=lambda a: demo_module.run(LabConfig(nodes=a.nodes), a.kubernetes_version))
     versions = commands.add_parser("versions", help="the pause tag per Kubernetes minor and containerd line")
     versions.add_argument("--json", action="store_true")
     versions.set_defaults(run=commands_module.show_versions)
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 lifecycle.down(args.name)
             else:
                 _lab_status(args.name, args.json)
-    except (LabError, RegistryError, VersionError, ReferenceError, argparse.ArgumentTypeError) as exc:
+    except (LabError, RegistryError, VersionError, ReferenceError, argparse.ArgumentTypeError, StepFailed) as exc:
         print(f"podinfra: {exc}", file=sys.stderr)
         return 2
     return 0

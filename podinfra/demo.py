@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from podinfra import table
+from podinfra import table, versions
 from podinfra.lab import lifecycle
 from podinfra.lab.state import LabConfig
 
@@ -51,6 +51,7 @@ def deploy(name: str, env: dict[str, str]) -> dict[str, int]:
 
 
 def run(config: LabConfig, kubernetes_version: str) -> int:
+    versions.pause_tag(kubernetes_version)  # an unsupported version stops here, before the lab is touched
     say(f"== 1/5 lab: {config.nodes} nodes, a registry node, an upstream registry (podinfra lab up)")
     lifecycle.up(config)
     env = {**os.environ, "PODINFRA_LAB": config.name, "PODINFRA_KUBERNETES_VERSION": kubernetes_version}

@@ -9,7 +9,8 @@ On each node, by its runtime (read as a fact):
   version (2 for 1.6/1.7, 3 for 2.0-2.2, 4 for 2.3+). The operator's config.toml is edited, not
   replaced: every other setting and comment survives (``podinfra.runtime_config``). containerd
   restarts only when its config changed, ``restart_batch`` nodes at a time, and a node whose
-  containerd does not come back gets its previous config back and fails.
+  containerd does not come back gets its previous config back and fails; once more than
+  ``max_failed_nodes`` have failed, the remaining nodes keep their previous config unrestarted.
 - CRI-O: a ``crio.conf.d`` drop-in (``pause_image``, ``pinned_images``) and a
   ``registries.conf.d`` mirror entry; crio restarts when they change.
 - the pause image pre-pulled into ``k8s.io`` and labelled pinned, so image GC keeps it;
@@ -33,12 +34,11 @@ from pyinfra.operations import systemd
 from podinfra import runtime_config
 from podinfra.facts import ContainerdVersion, CrioVersion, PinnedImage, TextFile
 from podinfra.hostdata import NodeSettings, node_settings
-from podinfra.operations import config_file, containerd_restarted
+from podinfra.operations import config_file, containerd_restarted, rollout
 from podinfra.reference import parse
-from podinfra.registry import RegistryClient, RegistryError
+from podinfra.registry import RegistryError, tag_digest
 
 CA_ON_NODE = "/etc/podinfra/registry-ca.crt"
-_digests: dict[str, str | None] = {}
 
 
 def sandbox_image(settings: NodeSettings) -> str:
@@ -47,20 +47,15 @@ def sandbox_image(settings: NodeSettings) -> str:
         return f"registry.k8s.io/pause:{settings.pause_tag}"
     repo = f"{settings.prefix}/pause" if settings.prefix else "pause"
     ref = f"{settings.registry}/{repo}:{settings.pause_tag}"
-    if ref not in _digests:  # asked once per run, not once per node
-        client = RegistryClient(
-            f"https://{settings.registry}",
-            ca_file=str(settings.ca) if settings.ca else None,
-            username=settings.pull_user,
-            password=settings.pull_password,
+    ca = str(settings.ca) if settings.ca else None
+    try:
+        digest = tag_digest(
+            f"https://{settings.registry}", repo, settings.pause_tag, ca, settings.pull_user, settings.pull_password
         )
-        try:
-            _digests[ref] = client.manifest_digest(repo, settings.pause_tag)
-        except RegistryError as e:
-            logger.warning(f"{ref}: digest unknown ({e}); the sandbox image is set by tag only")
-            _digests[ref] = None
-    digest = _digests[ref]
-    return f"{ref}@{digest}" if digest else ref
+    except RegistryError as e:
+        logger.warning(f"{ref}: digest unknown ({e}); the sandbox image is set by tag only")
+        return ref
+    return f"{ref}@{digest}"
 
 
 def pull_name(image: str) -> str:
@@ -122,6 +117,7 @@ def containerd(settings: NodeSettings, version: str, image: str) -> None:
     containerd_restarted(
         name="Restart containerd, or roll back",
         image=image,
+        rollout=rollout(settings.max_failed_nodes),
         config=settings.containerd_config,
         _if=config.did_change,
         _parallel=settings.restart_batch,

@@ -173,6 +173,7 @@ class NodeSettings:
     certs_dir: str
     kubelet_flags_file: str
     restart_batch: int
+    max_failed_nodes: int
 
 
 def _text(host: Host, key: str, default: str, absolute: bool = False) -> str:
@@ -193,7 +194,8 @@ def node_settings(host: Host) -> NodeSettings:
     ``registry_pull_user`` ("pull") and ``registry_pull_password`` (none: anonymous pulls);
     ``mirrored_registries`` (["registry.k8s.io"]); ``containerd_config``
     ("/etc/containerd/config.toml"); ``containerd_certs_dir`` ("/etc/containerd/certs.d");
-    ``kubelet_flags_file`` ("/var/lib/kubelet/kubeadm-flags.env"); ``restart_batch`` (1 node at a time).
+    ``kubelet_flags_file`` ("/var/lib/kubelet/kubeadm-flags.env"); ``restart_batch`` (1 node at a time);
+    ``max_failed_nodes`` (0: the first node whose containerd fails to come back stops the rollout).
     """
     version = kubernetes_version(host)
     registry: Any = host.data.get("local_registry")
@@ -226,6 +228,9 @@ def node_settings(host: Host) -> NodeSettings:
     batch: Any = host.data.get("restart_batch", 1)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise fail(host, "restart_batch", "use a whole number of nodes, 1 or more", batch)
+    allowed: Any = host.data.get("max_failed_nodes", 0)
+    if isinstance(allowed, bool) or not isinstance(allowed, int) or allowed < 0:
+        raise fail(host, "max_failed_nodes", "use a whole number, 0 or more", allowed)
     return NodeSettings(
         kubernetes_version=version,
         pause_tag=versions.pause_tag(version),
@@ -240,4 +245,5 @@ def node_settings(host: Host) -> NodeSettings:
         certs_dir=_text(host, "containerd_certs_dir", "/etc/containerd/certs.d", absolute=True),
         kubelet_flags_file=_text(host, "kubelet_flags_file", "/var/lib/kubelet/kubeadm-flags.env", absolute=True),
         restart_batch=batch,
+        max_failed_nodes=allowed,
     )

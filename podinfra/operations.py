@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import posixpath
 import shlex
 from collections.abc import Generator
 from io import StringIO
 
-from pyinfra.api.command import FileUploadCommand, StringCommand
+from pyinfra import logger
+from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringCommand
+from pyinfra.api.host import Host
 from pyinfra.api.operation import operation
+from pyinfra.api.state import State
 from pyinfra.context import host
 from pyinfra.facts.files import File, Sha256File
 
@@ -66,7 +70,7 @@ restart_ok() {{
   return 1
 }}
 if ! restart_ok; then
-  if [ -f {backup} ]; then cp -p {backup} {config}; fi
+  {restore}
   restart_ok || true
   echo "containerd did not come back with the new config {config}, or its effective config (containerd config dump)" \\
     "does not name {image} (an imports drop-in overriding it?): previous config restored, containerd restarted" >&2
@@ -75,22 +79,52 @@ fi
 """
 
 
+class Rollout:
+    """Failed restarts counted across one run, so later batches stop once too many have failed."""
+
+    def __init__(self, allowed: int):
+        self.allowed = allowed
+        self.failed: set[str] = set()
+
+    def restart(self, host: Host, script: str, restore: str) -> bool:
+        if len(self.failed) > self.allowed:
+            host.run_shell_command(StringCommand(restore), print_output=False)
+            logger.error(
+                f"{host.print_prefix}rollout stopped after {len(self.failed)} failed node(s) "
+                f"(max_failed_nodes={self.allowed}): previous config kept, containerd not restarted"
+            )
+            return False
+        ok, output = host.run_shell_command(StringCommand(script), print_output=False)
+        for line in output.stderr_lines:
+            logger.error(f"{host.print_prefix}{line}")
+        if not ok:
+            self.failed.add(host.name)
+        return bool(ok)
+
+
+@functools.cache
+def rollout(allowed: int) -> Rollout:
+    """The one Rollout of this pyinfra run (deploy files run once per host; this module once)."""
+    return Rollout(allowed)
+
+
 @operation()
 def containerd_restarted(
-    image: str, config: str = "/etc/containerd/config.toml", wait: int = 30
+    image: str, rollout: Rollout, config: str = "/etc/containerd/config.toml", wait: int = 30
 ) -> Generator[object, None, None]:
     """Restart containerd and see its CRI plugin answer with `image` in its effective config; if it
-    does not, put the backup config back.
+    does not, put the backup config back. Once more than ``rollout.allowed`` hosts have failed,
+    later hosts get their previous config back without a restart.
 
-    Use with ``_if=`` the config file operation's ``did_change``, so containerd restarts only when
-    its config changed. Running pod sandboxes survive: their shims outlive the daemon.
+    Use with ``_if=`` the config file operation's ``did_change`` (containerd restarts only when its
+    config changed) and ``_parallel=`` for the batch size. Running pod sandboxes survive: their
+    shims outlive the daemon.
     """
-    yield StringCommand(
-        RESTART.format(
-            wait=wait,
-            config=shlex.quote(config),
-            backup=shlex.quote(config + BACKUP),
-            image=image,
-            expect=shlex.quote(f'"{image}"'),
-        )
-    )
+    quoted, backup = shlex.quote(config), shlex.quote(config + BACKUP)
+    restore = f"if [ -f {backup} ]; then cp -p {backup} {quoted}; fi"
+    script = RESTART.format(wait=wait, config=quoted, restore=restore, image=image, expect=shlex.quote(f'"{image}"'))
+    yield FunctionCommand(_restart, (rollout, script, restore), {})
+
+
+def _restart(state: State, host: Host, rollout: Rollout, script: str, restore: str) -> bool:
+    return rollout.restart(host, script, restore)

@@ -7,6 +7,7 @@ change digest. Byte-exact copies need the raw bytes end to end, hence this clien
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import urljoin, urlsplit
 
@@ -191,3 +192,15 @@ def _reason(exc: Exception) -> str:
         if known in text:
             return known
     return exc.__class__.__name__
+
+
+@functools.cache
+def tag_digest(
+    base_url: str, repo: str, tag: str, ca_file: str | None, username: str | None, password: str | None
+) -> str:
+    """The digest `tag` names in a registry, asked once per run however many nodes need it."""
+    client = RegistryClient(base_url, ca_file=ca_file, username=username, password=password)
+    digest = client.manifest_digest(repo, tag)
+    if digest is None:
+        raise RegistryError(f"{client.host}/{repo}:{tag} is not in the registry: mirror it first (deploys/mirror.py)")
+    return digest

@@ -105,6 +105,30 @@ def registry_settings(host: Host) -> RegistrySettings:
     return RegistrySettings(port, data_dir, address, cert, key, ca, htpasswd, dict(users))
 
 
+def _registry_host(host: Host, key: str, default: str | None = None) -> str:
+    value: Any = host.data.get(key, default)
+    if not isinstance(value, str):
+        raise fail(host, key, "give the registry as HOST[:PORT]", value)
+    try:
+        registry, path = split_registry(value)
+    except ReferenceError as e:
+        raise fail(host, key, str(e)) from None
+    if path:
+        raise fail(host, key, "give HOST[:PORT] only; a repository prefix goes in registry_prefix", value)
+    return registry
+
+
+def _prefix(host: Host) -> str:
+    value: Any = host.data.get("registry_prefix", "")
+    if not isinstance(value, str):
+        raise fail(host, "registry_prefix", "use a repository path such as mirror/k8s", value)
+    try:
+        split_registry(f"x/{value}" if value.strip("/") else "x")
+    except ReferenceError:
+        raise fail(host, "registry_prefix", "use lowercase path components such as mirror/k8s", value) from None
+    return value.strip("/")
+
+
 def kubernetes_version(host: Host) -> str:
     """``kubernetes_version``: the cluster's Kubernetes minor, e.g. "1.31"; it picks the pause tag."""
     value: Any = host.data.get("kubernetes_version")
@@ -141,19 +165,12 @@ def mirror_settings(host: Host) -> MirrorSettings:
         images = (pause, *(parse(i) for i in extra))
     except ReferenceError as e:
         raise fail(host, "mirror_images", str(e)) from None
-    source: Any = host.data.get("pause_source", "registry.k8s.io")
+    source = _registry_host(host, "pause_source", "registry.k8s.io")
+    prefix = _prefix(host)
     insecure: Any = host.data.get("pause_source_insecure", False)
-    prefix: Any = host.data.get("registry_prefix", "")
-    try:
-        split_registry(source if isinstance(source, str) else "")
-        split_registry(f"x/{prefix}" if prefix else "x")
-    except ReferenceError as e:
-        raise fail(host, "pause_source or registry_prefix", str(e)) from None
     if not isinstance(insecure, bool):
         raise fail(host, "pause_source_insecure", "use true or false", insecure)
-    return MirrorSettings(
-        tuple(dict.fromkeys(images)), source, insecure, control_file(host, "pause_source_ca"), str(prefix).strip("/")
-    )
+    return MirrorSettings(tuple(dict.fromkeys(images)), source, insecure, control_file(host, "pause_source_ca"), prefix)
 
 
 @dataclass(frozen=True)
@@ -198,13 +215,8 @@ def node_settings(host: Host) -> NodeSettings:
     ``max_failed_nodes`` (0: the first node whose containerd fails to come back stops the rollout).
     """
     version = kubernetes_version(host)
-    registry: Any = host.data.get("local_registry")
-    prefix: Any = host.data.get("registry_prefix", "")
-    try:
-        split_registry(registry if isinstance(registry, str) else "")
-        split_registry(f"x/{prefix}" if prefix else "x")
-    except ReferenceError as e:
-        raise fail(host, "local_registry or registry_prefix", str(e)) from None
+    registry = _registry_host(host, "local_registry")
+    prefix = _prefix(host)
     mode: Any = host.data.get("sandbox_image_mode", "canonical")
     if mode not in ("canonical", "local"):
         raise fail(host, "sandbox_image_mode", 'use "canonical" or "local"', mode)
@@ -235,7 +247,7 @@ def node_settings(host: Host) -> NodeSettings:
         kubernetes_version=version,
         pause_tag=versions.pause_tag(version),
         registry=registry,
-        prefix=str(prefix).strip("/"),
+        prefix=prefix,
         mode=mode,
         ca=ca,
         pull_user=_text(host, "registry_pull_user", "pull") if password else None,

@@ -1,0 +1,101 @@
+"""Bad inventory data is refused before any host is touched, naming the key; secrets stay hidden.
+
+hostdata reads pyinfra's Host only through `.name` and `.data.get`, so a plain stand-in drives it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyinfra.api.exceptions import DeployError
+
+from podinfra import hostdata
+
+
+@dataclass
+class Data:
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+
+@dataclass
+class FakeHost:
+    data: Data
+    name: str = "node1"
+
+
+@pytest.fixture
+def ca(tmp_path) -> Path:
+    from podinfra import pki
+
+    return pki.ensure_ca(tmp_path / "pki")[0]
+
+
+def node(ca: Path, **overrides: Any) -> FakeHost:
+    values = {"kubernetes_version": "1.31", "local_registry": "10.0.0.2:5000", "registry_ca": str(ca), **overrides}
+    return FakeHost(Data({k: v for k, v in values.items() if v is not None}))
+
+
+def test_good_node_data_passes(ca):
+    settings = hostdata.node_settings(node(ca, registry_pull_password="s3cret"))  # type: ignore[arg-type]
+    assert (settings.pause_tag, settings.registry, settings.pull_user) == ("3.10", "10.0.0.2:5000", "pull")
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"kubernetes_version": "1.99"}, "kubernetes_version"),
+        ({"kubernetes_version": 1.31}, "kubernetes_version"),
+        ({"kubernetes_version": None}, "kubernetes_version"),
+        ({"local_registry": "https://10.0.0.2:5000"}, "local_registry"),
+        ({"local_registry": None}, "local_registry"),
+        ({"registry_prefix": "Bad Prefix"}, "registry_prefix"),
+        ({"sandbox_image_mode": "rewrite"}, "sandbox_image_mode"),
+        ({"registry_ca": None}, "registry_ca"),
+        ({"registry_ca": "/nonexistent/ca.crt"}, "registry_ca"),
+        ({"registry_insecure": "yes"}, "registry_insecure"),
+        ({"registry_pull_password": 1234}, "registry_pull_password"),
+        ({"mirrored_registries": "registry.k8s.io"}, "mirrored_registries"),
+        ({"restart_batch": 0}, "restart_batch"),
+        ({"restart_batch": True}, "restart_batch"),
+        ({"max_failed_nodes": -1}, "max_failed_nodes"),
+        ({"containerd_config": "etc/containerd/config.toml"}, "containerd_config"),
+    ],
+)
+def test_bad_node_data_names_the_key(ca, overrides, key):
+    with pytest.raises(DeployError, match=rf"host node1: host data {key}"):
+        hostdata.node_settings(node(ca, **overrides))  # type: ignore[arg-type]
+
+
+def test_a_ca_file_that_is_not_a_certificate_is_refused(ca, tmp_path):
+    bogus = tmp_path / "ca.crt"
+    bogus.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    with pytest.raises(DeployError, match="registry_ca.*not a PEM certificate"):
+        hostdata.node_settings(node(ca, registry_ca=str(bogus)))  # type: ignore[arg-type]
+
+
+def test_secrets_are_not_echoed_in_errors(ca):
+    with pytest.raises(DeployError) as raised:
+        hostdata.node_settings(node(ca, registry_pull_password=["hunter2"]))  # type: ignore[arg-type]
+    assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"mirror_images": "pause"}, "mirror_images"),
+        ({"mirror_images": ["UPPER/case"]}, "mirror_images"),
+        ({"pause_source": "http://registry.k8s.io"}, "pause_source"),
+        ({"pause_source_insecure": "no"}, "pause_source_insecure"),
+    ],
+)
+def test_bad_mirror_data_names_the_key(overrides, key):
+    host = FakeHost(Data({"kubernetes_version": "1.31", **overrides}), name="registry")
+    with pytest.raises(DeployError, match=key):
+        hostdata.mirror_settings(host)  # type: ignore[arg-type]

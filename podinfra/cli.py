@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from podinfra import check as check_module
 from podinfra import commands as commands_module
 from podinfra import demo as demo_module
 from podinfra import table
@@ -46,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--subnet", default=DEFAULT_SUBNET)
     up.add_argument("--upstream-port", type=int, default=DEFAULT_UPSTREAM_PORT)
     lab_commands.add_parser("down", parents=[named], help="remove everything the lab made")
+    lab_commands.add_parser("reset", parents=[named], help="nodes back to their fresh runtime state")
     status = lab_commands.add_parser("status", parents=[named], help="nodes, registries, SSH key and inventory")
     status.add_argument("--json", action="store_true")
     demo = commands.add_parser("demo", help="the whole story on the built-in lab: mirror, configure, verify")
@@ -67,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("archive")
     commands_module.add_destination_arguments(imp)
     imp.set_defaults(run=commands_module.import_)
+    check = commands.add_parser("check", help="prove that every node starts pod sandboxes from the right pause image")
+    check_module.add_arguments(check)
+    check.set_defaults(run=check_module.run)
     return top
 
 
@@ -81,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                 _lab_status(args.name, as_json=False)
             elif args.lab_command == "down":
                 lifecycle.down(args.name)
+            elif args.lab_command == "reset":
+                lifecycle.reset(args.name)
             else:
                 _lab_status(args.name, args.json)
     except (LabError, RegistryError, VersionError, ReferenceError, argparse.ArgumentTypeError, StepFailed) as exc:

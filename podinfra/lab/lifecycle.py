@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from podinfra.lab import image, node, pause, upstream
+from podinfra.lab import image, node, pause, probe_image, upstream
 from podinfra.lab.state import STATE_ROOT, LabConfig, LabError, LabState, NodeState, pid_alive
 from podinfra.registry import RegistryClient
 
@@ -128,6 +128,8 @@ def up(config: LabConfig) -> LabState:
         state.save()
     progress("publishing pause images to upstream")
     pause.publish(RegistryClient(f"http://{state.upstream}"), config.root / "pause")
+    progress(f"publishing {probe_image.REFERENCE} (busybox-static) to upstream for `podinfra check`")
+    probe_image.publish(RegistryClient(f"http://{state.upstream}"))
     if booted:
         progress(f"waiting for SSH and containerd on {', '.join(booted)}")
         node.wait_for_ssh(state, booted)
@@ -194,6 +196,27 @@ def down(name: str) -> None:
         subprocess.run(["ip", "link", "del", config.bridge], check=True)
     shutil.rmtree(root, ignore_errors=True)
     progress(f"lab {name} is down")
+
+
+RESET = """\
+set -e
+cat > /etc/containerd/config.toml
+rm -rf /etc/containerd/certs.d /etc/podinfra /var/lib/kubelet/kubeadm-flags.env /etc/containerd/config.toml.podinfra-*
+systemctl restart containerd
+for _ in $(seq 1 30); do ctr version >/dev/null 2>&1 && break; sleep 0.5; done
+ctr -n k8s.io images ls -q | xargs -r ctr -n k8s.io images rm >/dev/null
+"""
+
+
+def reset(name: str) -> None:
+    """Put every node of group `nodes` back to its lab-fresh runtime state: Debian's containerd
+    config, no mirrors, no kubelet flags, no images. Running sandboxes are left alone."""
+    state = LabState.load(name)
+    pristine = image.FILES.joinpath("containerd-config.toml").read_bytes()
+    for n in state.nodes:
+        if n.group == "nodes":
+            subprocess.run(["ssh", "-F", str(state.ssh_config), n.name, RESET], input=pristine, check=True)
+            progress(f"{n.name} reset")
 
 
 def status(name: str) -> dict[str, Any]:

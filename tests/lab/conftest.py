@@ -52,9 +52,19 @@ def lab() -> Iterator[dict[str, Any]]:
     )
     assert up.returncode == 0, up.stderr
     status = json.loads(podinfra("lab", "status", "--name", LAB, "--json").stdout)
+    # Later modules deploy the registry; what the lab itself booted is recorded here.
+    config = Path(status["ssh"]["config"])
+    status["registry_service_at_boot"] = ssh(
+        config, "registry", "systemctl is-active docker-registry", check=False
+    ).stdout.strip()
     yield status
     podinfra("lab", "down", "--name", LAB)
     assert leftovers(f"/var/lib/podinfra/{LAB}", status["bridge"]["name"]) == []
+
+
+def reset_nodes() -> None:
+    """Nodes back to lab-fresh: modules that deploy start from the same state whatever ran before."""
+    podinfra("lab", "reset", "--name", LAB)
 
 
 @pytest.fixture(scope="session")

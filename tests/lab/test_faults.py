@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import LAB, podinfra, ssh
+from .conftest import LAB, podinfra, reset_nodes, ssh
 
 pytestmark = pytest.mark.lab
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -43,6 +43,7 @@ def sandbox_image(ssh_config, node: str) -> str:
 @pytest.fixture(scope="module")
 def fleet(lab, ssh_config):
     """Registry, pause 3.10 and 3.10.1 mirrored, nodes on Kubernetes 1.31; put back after each test."""
+    reset_nodes()
     for deploy, version in (("registry", "1.31"), ("mirror", "1.31"), ("mirror", "1.34"), ("node", "1.31")):
         result = pyinfra(lab, deploy, version)
         assert result.returncode == 0, result.stdout[-3000:]

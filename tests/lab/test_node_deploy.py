@@ -14,7 +14,7 @@ from cri_api.v1 import api_pb2 as cri
 
 from podinfra.cri import Runtime, forwarded_socket
 
-from .conftest import LAB, ssh
+from .conftest import LAB, reset_nodes, ssh
 
 pytestmark = pytest.mark.lab
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -40,6 +40,7 @@ def dump(ssh_config, node: str) -> str:
 
 @pytest.fixture(scope="module")
 def mirrored(lab):
+    reset_nodes()
     for name in ("registry", "mirror"):
         result = deploy(lab, name, "1.31")
         assert result.returncode == 0, result.stderr[-2000:]

@@ -1,6 +1,14 @@
 """A CRI v1 client for a node's runtime socket, reached through an OpenSSH stream forward.
 
 No agent runs on the node: ``ssh -L LOCAL.sock:/run/containerd/containerd.sock`` carries gRPC.
+
+    with forwarded_socket(Path("ssh_config"), "node1") as target:
+        runtime = Runtime(target)
+        sandbox = runtime.run_sandbox("probe", str(uuid.uuid4()))
+        app = runtime.create_container(sandbox, "app", "registry.k8s.io/podinfra/probe:1", ["sleep", "60"])
+        runtime.start_container(app)
+        print(runtime.exec_sync(app, ["hostname"]))
+        runtime.remove_sandbox(sandbox)  # its containers go with it
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from cri_api.v1 import api_pb2 as cri
 from cri_api.v1 import api_pb2_grpc as cri_grpc
 
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
+CRIO_SOCKET = "/var/run/crio/crio.sock"
 
 
 class CRIError(RuntimeError):
@@ -33,7 +42,9 @@ def forwarded_socket(
     with tempfile.TemporaryDirectory(prefix="podinfra-cri-") as tmp:
         local = Path(tmp) / f"{host}.sock"
         forward = subprocess.Popen(
-            ["ssh", "-F", str(ssh_config), "-N", "-o", "ExitOnForwardFailure=yes", "-L", f"{local}:{remote}", host],
+            # ControlPath=none: through a shared master the forward would belong to the master and outlive us.
+            ["ssh", "-F", str(ssh_config), "-N", "-o", "ExitOnForwardFailure=yes", "-o", "ControlPath=none"]
+            + ["-L", f"{local}:{remote}", host],
             stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -60,6 +71,23 @@ class SandboxStatus:
     info: dict[str, object]
 
 
+@dataclass
+class ImageInfo:
+    """An image as the runtime's image service reports it; ``pinned`` is what the runtime says."""
+
+    id: str
+    repo_tags: list[str]
+    repo_digests: list[str]
+    pinned: bool
+
+
+@dataclass
+class ExecResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
 class Runtime:
     """Runtime and image services on one CRI endpoint, e.g. ``Runtime("unix:///run/containerd/containerd.sock")``."""
 
@@ -68,6 +96,7 @@ class Runtime:
         self.runtime = cri_grpc.RuntimeServiceStub(self.channel)  # type: ignore[no-untyped-call]
         self.images = cri_grpc.ImageServiceStub(self.channel)  # type: ignore[no-untyped-call]
         self.timeout = timeout
+        self._sandbox_configs: dict[str, cri.PodSandboxConfig] = {}
 
     def close(self) -> None:
         self.channel.close()
@@ -83,12 +112,27 @@ class Runtime:
             ).image_ref
         )
 
-    def run_sandbox(self, name: str, uid: str, namespace: str = "podinfra-probe", share_pid: bool = False) -> str:
+    def image_status(self, image: str) -> ImageInfo | None:
+        """The image service's record of `image` (a name or an id), or None when it has none."""
+        reply = self.images.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec(image=image)), timeout=self.timeout)
+        if not reply.HasField("image") or not reply.image.id:
+            return None
+        found = reply.image
+        return ImageInfo(str(found.id), list(found.repo_tags), list(found.repo_digests), bool(found.pinned))
+
+    def run_sandbox(
+        self,
+        name: str,
+        uid: str,
+        namespace: str = "podinfra-probe",
+        share_pid: bool = False,
+        labels: dict[str, str] | None = None,
+    ) -> str:
         pid_mode = cri.POD if share_pid else cri.CONTAINER
         config = cri.PodSandboxConfig(
             metadata=cri.PodSandboxMetadata(name=name, uid=uid, namespace=namespace),
             hostname=name,
-            labels={"app.kubernetes.io/managed-by": "podinfra"},
+            labels={"app.kubernetes.io/managed-by": "podinfra"} if labels is None else labels,
             linux=cri.LinuxPodSandboxConfig(
                 security_context=cri.LinuxSandboxSecurityContext(
                     namespace_options=cri.NamespaceOption(network=cri.POD, pid=pid_mode, ipc=cri.POD)
@@ -96,6 +140,8 @@ class Runtime:
             ),
         )
         reply = self.runtime.RunPodSandbox(cri.RunPodSandboxRequest(config=config), timeout=self.timeout)
+        # CreateContainer must be given the sandbox's config again.
+        self._sandbox_configs[str(reply.pod_sandbox_id)] = config
         return str(reply.pod_sandbox_id)
 
     def sandbox_status(self, sandbox_id: str) -> SandboxStatus:
@@ -112,10 +158,70 @@ class Runtime:
             info=info,
         )
 
-    def sandboxes(self, namespace: str | None = None) -> list[str]:
-        reply = self.runtime.ListPodSandbox(cri.ListPodSandboxRequest(), timeout=self.timeout)
+    def sandboxes(self, namespace: str | None = None, labels: dict[str, str] | None = None) -> list[str]:
+        """Sandbox ids, Ready or not, in `namespace` (any when None) carrying all of `labels`."""
+        request = cri.ListPodSandboxRequest(filter=cri.PodSandboxFilter(label_selector=labels or {}))
+        reply = self.runtime.ListPodSandbox(request, timeout=self.timeout)
         return [s.id for s in reply.items if namespace is None or s.metadata.namespace == namespace]
 
-    def remove_sandbox(self, sandbox_id: str) -> None:
+    def stop_sandbox(self, sandbox_id: str) -> None:
+        """Stop the sandbox and, with it, every container in it."""
         self.runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=self.timeout)
+
+    def remove_sandbox(self, sandbox_id: str) -> None:
+        """Stop and remove the sandbox; the runtime removes its containers too."""
+        self.stop_sandbox(sandbox_id)
         self.runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=self.timeout)
+        self._sandbox_configs.pop(sandbox_id, None)
+
+    def create_container(
+        self, sandbox_id: str, name: str, image: str, command: list[str], attempt: int = 0, share_pid: bool = False
+    ) -> str:
+        """A container in a sandbox this Runtime started; `command` replaces the image's entrypoint."""
+        sandbox = self._sandbox_configs[sandbox_id]
+        config = cri.ContainerConfig(
+            metadata=cri.ContainerMetadata(name=name, attempt=attempt),
+            image=cri.ImageSpec(image=image),
+            command=command,
+            labels=dict(sandbox.labels),
+            linux=cri.LinuxContainerConfig(
+                security_context=cri.LinuxContainerSecurityContext(
+                    namespace_options=cri.NamespaceOption(
+                        network=cri.POD, pid=cri.POD if share_pid else cri.CONTAINER, ipc=cri.POD
+                    )
+                )
+            ),
+        )
+        reply = self.runtime.CreateContainer(
+            cri.CreateContainerRequest(pod_sandbox_id=sandbox_id, config=config, sandbox_config=sandbox),
+            timeout=self.timeout,
+        )
+        return str(reply.container_id)
+
+    def start_container(self, container_id: str) -> None:
+        self.runtime.StartContainer(cri.StartContainerRequest(container_id=container_id), timeout=self.timeout)
+
+    def stop_container(self, container_id: str, grace: int = 0) -> None:
+        """Stop with SIGTERM, then SIGKILL after `grace` seconds (0: SIGKILL at once)."""
+        self.runtime.StopContainer(
+            cri.StopContainerRequest(container_id=container_id, timeout=grace), timeout=self.timeout + grace
+        )
+
+    def remove_container(self, container_id: str) -> None:
+        self.runtime.RemoveContainer(cri.RemoveContainerRequest(container_id=container_id), timeout=self.timeout)
+
+    def container_state(self, container_id: str) -> str:
+        """``CONTAINER_CREATED``, ``CONTAINER_RUNNING``, ``CONTAINER_EXITED`` or ``CONTAINER_UNKNOWN``."""
+        reply = self.runtime.ContainerStatus(
+            cri.ContainerStatusRequest(container_id=container_id), timeout=self.timeout
+        )
+        return str(cri.ContainerState.Name(reply.status.state))
+
+    def exec_sync(self, container_id: str, cmd: list[str], timeout: int = 10) -> ExecResult:
+        """Run `cmd` in the container and wait for it, at most `timeout` seconds."""
+        reply = self.runtime.ExecSync(
+            cri.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout), timeout=self.timeout + timeout
+        )
+        return ExecResult(
+            int(reply.exit_code), reply.stdout.decode(errors="replace"), reply.stderr.decode(errors="replace")
+        )

@@ -89,13 +89,14 @@ def registry_files(settings: NodeSettings) -> None:
         authorization = f"Basic {token}"
     mirror = f"https://{settings.registry}"
     for upstream in (*settings.mirrored, settings.registry):
-        prefix = settings.prefix if upstream != settings.registry else None
+        # Images kept under a prefix answer at /v2/PREFIX, which containerd reaches with override_path.
+        prefixed = settings.prefix and upstream != settings.registry
         content = runtime_config.hosts_toml(
             upstream=upstream,
             mirror=mirror,
             ca_file=CA_ON_NODE if settings.ca else None,
             authorization=authorization,
-            override_path=prefix or None,
+            override_path=f"/v2/{settings.prefix}" if prefixed else None,
         )
         config_file(
             name=f"hosts.toml for {upstream}",

@@ -32,6 +32,8 @@ _nodes = {
     "local_registry": f"{_registry.address}:5000",
     "registry_ca": str(_pki / "ca.crt"),
     **({"registry_pull_password": json.loads(_users.read_text())["pull"]} if _users.exists() else {}),
+    # Upstream as a node would try it: the host's bridge address; `podinfra check` proves it unreachable.
+    "airgap_probe": f"{_state.config.gateway}:{_state.config.upstream_port}",
 }
 
 

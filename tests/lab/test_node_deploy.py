@@ -200,3 +200,24 @@ def test_local_mode_rewrites_the_sandbox_image_to_the_pinned_local_reference(mir
             assert image_id(status.image) == image_id(expected) != ""
     finally:
         assert deploy(mirrored, "node", "1.31", "--limit", "node2").returncode == 0
+
+
+def test_a_registry_prefix_is_reached_through_override_path(mirrored, ssh_config):
+    """Images kept under k8s/ in the local registry; nodes keep canonical names."""
+    prefixed = ("--data", "registry_prefix=k8s")
+    assert deploy(mirrored, "mirror", "1.31", *prefixed).returncode == 0
+    result = deploy(mirrored, "node", "1.31", "--limit", "node1", *prefixed)
+    assert result.returncode == 0, result.stdout[-3000:]
+    try:
+        hosts = ssh(ssh_config, "node1", "cat /etc/containerd/certs.d/registry.k8s.io/hosts.toml").stdout
+        assert "/v2/k8s" in hosts and "override_path = true" in hosts
+        ssh(ssh_config, "node1", "ctr -n k8s.io images rm registry.k8s.io/pause:3.10 >/dev/null")
+        pulled = ssh(
+            ssh_config,
+            "node1",
+            "ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d registry.k8s.io/pause:3.10",
+            check=False,
+        )
+        assert pulled.returncode == 0, pulled.stderr
+    finally:
+        assert deploy(mirrored, "node", "1.31", "--limit", "node1").returncode == 0

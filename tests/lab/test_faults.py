@@ -85,7 +85,7 @@ def test_no_further_batches_once_more_nodes_failed_than_allowed(baseline, ssh_co
         assert 'pause:3.10"' in on_disk, "a stopped node keeps its previous config on disk too"
 
 
-def test_an_unreachable_node_fails_alone_and_is_named(baseline, ssh_config, lab):
+def test_an_unreachable_node_fails_alone_and_is_named(baseline, ssh_config, lab, tmp_path):
     node2 = next(n for n in lab["nodes"] if n["name"] == "node2")
     os.kill(node2["pid"], signal.SIGTERM)
     deadline = time.monotonic() + 30
@@ -96,6 +96,17 @@ def test_an_unreachable_node_fails_alone_and_is_named(baseline, ssh_config, lab)
         assert result.returncode != 0
         assert "node2" in result.stdout + result.stderr
         assert sandbox_image(ssh_config, "node1") == "registry.k8s.io/pause:3.10.1"
+        report = tmp_path / "check.json"
+        check = subprocess.run(
+            [sys.executable, "-m", "podinfra.cli", "check", lab["inventory"], "--json", str(report),
+             "--data", "check_probe_image=false"],
+            capture_output=True, text=True,
+            env={**os.environ, "PODINFRA_LAB": LAB, "PODINFRA_KUBERNETES_VERSION": "1.34"},
+        )  # fmt: skip
+        assert check.returncode == 1, check.stdout + check.stderr
+        rows = {n["node"]: n for n in json.loads(report.read_text())["nodes"]}
+        assert rows["node1"]["status"] == "PASS" and rows["node2"]["status"] == "FAIL"
+        assert "node2" in check.stdout
     finally:
         podinfra("lab", "up", "--name", LAB, "--nodes", "2", "--subnet", "10.213.1.0/24", "--upstream-port", "5101")
 

@@ -123,7 +123,7 @@ def stop(pid: int | None, marker: str, timeout: float = 20) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def wait_for_ssh(state: LabState, names: list[str], timeout: float = 90) -> None:
+def wait_for_ssh(state: LabState, names: list[str], timeout: float = 180) -> None:
     pending = set(names)
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:

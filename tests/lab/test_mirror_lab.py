@@ -170,3 +170,16 @@ def test_bad_inventory_data_fails_before_any_host_is_touched(lab):
     assert result.returncode != 0
     assert "kubernetes_version" in result.stderr + result.stdout and "1.24 to 1.36" in result.stderr + result.stdout
     assert "Beginning operation run" not in result.stderr + result.stdout
+
+
+def test_a_local_registry_that_is_down_is_one_line_naming_it(lab, local_registry, ssh_config):
+    ssh(ssh_config, "registry", "systemctl stop docker-registry")
+    try:
+        result = pyinfra_deploy(lab, "deploys/mirror.py", PODINFRA_KUBERNETES_VERSION="1.31")
+        assert result.returncode != 0
+        expected = f"registry {local_registry['host']} is unreachable: check the address and that it is running"
+        assert expected in result.stdout + result.stderr
+        cli = mirror(lab, local_registry, "--kubernetes-version", "1.31")
+        assert cli.returncode == 2 and cli.stderr.strip().splitlines()[-1] == f"podinfra: {expected}"
+    finally:
+        ssh(ssh_config, "registry", "systemctl start docker-registry")

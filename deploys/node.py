@@ -33,41 +33,36 @@ from pyinfra.operations import systemd
 
 from podinfra import runtime_config
 from podinfra.facts import ContainerdVersion, CrioVersion, PinnedImage, TextFile
-from podinfra.hostdata import NodeSettings, node_settings
+from podinfra.hostdata import NODE_CA, NodeSettings, node_settings
 from podinfra.operations import config_file, containerd_restarted, rollout
-from podinfra.reference import parse
+from podinfra.reference import cri_name
 from podinfra.registry import RegistryError, tag_digest
-
-CA_ON_NODE = "/etc/podinfra/registry-ca.crt"
 
 
 def sandbox_image(settings: NodeSettings) -> str:
-    """The reference the runtime is told to use for sandboxes."""
+    """The reference the runtime is told to use for sandboxes (the local digest asked once a run)."""
     if settings.mode == "canonical":
-        return f"registry.k8s.io/pause:{settings.pause_tag}"
-    repo = f"{settings.prefix}/pause" if settings.prefix else "pause"
-    ref = f"{settings.registry}/{repo}:{settings.pause_tag}"
+        return settings.sandbox_image(None)
     ca = str(settings.ca) if settings.ca else None
     try:
         digest = tag_digest(
-            f"https://{settings.registry}", repo, settings.pause_tag, ca, settings.pull_user, settings.pull_password
+            f"https://{settings.registry}",
+            settings.pause_repository,
+            settings.pause_tag,
+            ca,
+            settings.pull_user,
+            settings.pull_password,
         )
     except RegistryError as e:
-        logger.warning(f"{ref}: digest unknown ({e}); the sandbox image is set by tag only")
-        return ref
-    return f"{ref}@{digest}"
-
-
-def pull_name(image: str) -> str:
-    """The name containerd's CRI files an image under: a digest drops the tag."""
-    ref = parse(image)
-    return f"{ref.registry}/{ref.repository}@{ref.digest}" if ref.digest else str(ref)
+        logger.warning(f"{settings.registry}: pause digest unknown ({e}); the sandbox image is set by tag only")
+        digest = None
+    return settings.sandbox_image(digest)
 
 
 @operation()
 def pause_pinned(image: str, certs_dir: str) -> Generator[object, None, None]:
     """Pull `image` into containerd's k8s.io namespace and label it pinned against image GC."""
-    name = pull_name(image)
+    name = cri_name(image)
     state = host.get_fact(PinnedImage, image=name)
     if state == "pinned":
         host.noop(f"{name} is present and pinned")
@@ -82,7 +77,7 @@ def pause_pinned(image: str, certs_dir: str) -> Generator[object, None, None]:
 def registry_files(settings: NodeSettings) -> None:
     """CA and hosts.toml: the runtime reaches the local registry, and only it, for each mirrored registry."""
     if settings.ca:
-        config_file(name="Registry CA", path=CA_ON_NODE, content=settings.ca.read_text(), mode="0644")
+        config_file(name="Registry CA", path=NODE_CA, content=settings.ca.read_text(), mode="0644")
     authorization = None
     if settings.pull_password:
         token = base64.b64encode(f"{settings.pull_user}:{settings.pull_password}".encode()).decode()
@@ -94,7 +89,7 @@ def registry_files(settings: NodeSettings) -> None:
         content = runtime_config.hosts_toml(
             upstream=upstream,
             mirror=mirror,
-            ca_file=CA_ON_NODE if settings.ca else None,
+            ca_file=NODE_CA if settings.ca else None,
             authorization=authorization,
             override_path=f"/v2/{settings.prefix}" if prefixed else None,
         )

@@ -37,8 +37,8 @@ from pyinfra.api.host import Host
 
 from podinfra import table
 from podinfra.hostdata import NodeSettings, fail, node_settings
-from podinfra.reference import ReferenceError, parse, split_registry
-from podinfra.registry import RegistryClient, RegistryError
+from podinfra.reference import ReferenceError, cri_name, parse, split_registry
+from podinfra.registry import RegistryError, tag_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "tests" / "node"
@@ -46,8 +46,6 @@ PROBE_NAMESPACE = "podinfra-check"
 # Every probe sandbox carries this label and namespace; leftovers are found by both, never by one alone.
 PROBE_LABELS = {"app.kubernetes.io/managed-by": "podinfra-check"}
 DEFAULT_PROBE_IMAGE = "registry.k8s.io/podinfra/probe:1"
-# Where deploys/node.py puts the registry CA on nodes (its CA_ON_NODE); deploy files cannot be imported.
-CA_ON_NODE = "/etc/podinfra/registry-ca.crt"
 STATUSES = ("pass", "fail", "skip")
 
 
@@ -238,21 +236,20 @@ class Expectations:
     cri_socket: str | None
 
 
-def _registry_digest(settings: NodeSettings, repository: str) -> tuple[str | None, str]:
+def _registry_digest(settings: NodeSettings) -> tuple[str | None, str]:
     # HTTPS as deploys/node.py writes it in hosts.toml; without registry_ca, against the system's CAs.
-    client = RegistryClient(
-        f"https://{settings.registry}",
-        ca_file=str(settings.ca) if settings.ca else None,
-        username=settings.pull_user,
-        password=settings.pull_password,
-        timeout=10,
-    )
+    ca = str(settings.ca) if settings.ca else None
     try:
-        digest = client.manifest_digest(repository, settings.pause_tag)
+        digest = tag_digest(
+            f"https://{settings.registry}",
+            settings.pause_repository,
+            settings.pause_tag,
+            ca,
+            settings.pull_user,
+            settings.pull_password,
+        )
     except RegistryError as e:
         return None, f"unknown: {e}"
-    if digest is None:
-        return None, f"unknown: {settings.registry} holds no {repository}:{settings.pause_tag}"
     return digest, f"local registry {settings.registry}"
 
 
@@ -266,22 +263,16 @@ def expectations(host: Host, ask_registry: bool = True) -> Expectations:
     probe sandbox to become Ready), ``cri_socket`` (default: the runtime's usual socket).
     """
     settings = node_settings(host)
-    repository = f"{settings.prefix}/pause" if settings.prefix else "pause"
+    repository = settings.pause_repository
     digest: Any = host.data.get("pause_digest")
     if digest is not None and (not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71):
         raise fail(host, "pause_digest", "use the image's digest, sha256: and 64 hex digits", digest)
     source = "host data pause_digest"
     if digest is None:
-        digest, source = _registry_digest(settings, repository) if ask_registry else (None, "not asked")
-    if settings.mode == "canonical":
-        sandbox = f"registry.k8s.io/pause:{settings.pause_tag}"
-        mirror_for = "registry.k8s.io"
-        store = sandbox
-    else:
-        local = f"{settings.registry}/{repository}:{settings.pause_tag}"
-        sandbox = f"{local}@{digest}" if digest else local
-        store = f"{settings.registry}/{repository}@{digest}" if digest else local
-        mirror_for = settings.registry
+        digest, source = _registry_digest(settings) if ask_registry else (None, "not asked")
+    sandbox = settings.sandbox_image(digest)
+    store = cri_name(sandbox)
+    mirror_for = "registry.k8s.io" if settings.mode == "canonical" else settings.registry
     probe: Any = host.data.get("airgap_probe")
     if probe is not None:
         try:

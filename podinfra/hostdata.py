@@ -173,6 +173,10 @@ def mirror_settings(host: Host) -> MirrorSettings:
     return MirrorSettings(tuple(dict.fromkeys(images)), source, insecure, control_file(host, "pause_source_ca"), prefix)
 
 
+# Where deploys/node.py puts the registry CA on every node; the checks look for it there.
+NODE_CA = "/etc/podinfra/registry-ca.crt"
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     """What `deploys/node.py` makes every node use. Passwords are kept out of repr."""
@@ -191,6 +195,19 @@ class NodeSettings:
     kubelet_flags_file: str
     restart_batch: int
     max_failed_nodes: int
+
+    @property
+    def pause_repository(self) -> str:
+        """The pause repository in the local registry, e.g. "pause" or "k8s/pause"."""
+        return f"{self.prefix}/pause" if self.prefix else "pause"
+
+    def sandbox_image(self, digest: str | None) -> str:
+        """The reference the runtime is told: the canonical name, or ("local" mode) the local
+        reference, pinned by `digest` when it is known."""
+        if self.mode == "canonical":
+            return f"registry.k8s.io/pause:{self.pause_tag}"
+        local = f"{self.registry}/{self.pause_repository}:{self.pause_tag}"
+        return f"{local}@{digest}" if digest else local
 
 
 def _text(host: Host, key: str, default: str, absolute: bool = False) -> str:

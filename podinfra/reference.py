@@ -87,3 +87,10 @@ def split_registry(text: str) -> tuple[str, str]:
     if prefix and not _REPOSITORY.match(prefix.strip("/")):
         raise ReferenceError(f"{text!r}: prefix {prefix!r} must be lowercase path components")
     return host, prefix.strip("/")
+
+
+def cri_name(image: str) -> str:
+    """The name containerd's CRI files `image` under: a digest drops the tag
+    (``r/pause:3.10@sha256:x`` -> ``r/pause@sha256:x``)."""
+    ref = parse(image)
+    return f"{ref.registry}/{ref.repository}@{ref.digest}" if ref.digest else str(ref)

@@ -14,12 +14,36 @@ import pytest
 
 LAB = "citest"
 PODINFRA = [sys.executable, "-m", "podinfra.cli"]
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+# Makes a node's containerd refuse any config naming pause 3.10.1, as a broken config would; HEAL undoes it.
+REFUSE = (
+    "mv /usr/bin/containerd /usr/bin/containerd.real && printf '%s\\n' '#!/bin/sh'"
+    " 'if [ \"$1\" != --version ] && grep -q pause:3.10.1 /etc/containerd/config.toml; then'"
+    " 'echo \"config rejected\" >&2; exit 1; fi' 'exec /usr/bin/containerd.real \"$@\"'"
+    " > /usr/bin/containerd && chmod 755 /usr/bin/containerd"
+)
+HEAL = "mv -f /usr/bin/containerd.real /usr/bin/containerd"
 
 
 def podinfra(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([*PODINFRA, *args], capture_output=True, text=True)
     assert not check or result.returncode == 0, f"podinfra {' '.join(args)} failed:\n{result.stderr}"
     return result
+
+
+def pyinfra(lab: dict[str, Any], deploy: str, version: str = "1.31", *extra: str, **popen: Any) -> Any:
+    """``pyinfra -y EXTRA INVENTORY deploys/DEPLOY.py`` on the test lab for Kubernetes `version`;
+    with Popen keywords the run is started and its process returned."""
+    command = [PYINFRA, "-y", *extra, lab["inventory"], f"deploys/{deploy}.py"]
+    env = {**os.environ, "PODINFRA_LAB": LAB, "PODINFRA_KUBERNETES_VERSION": version}
+    if popen:
+        return subprocess.Popen(command, env=env, text=True, **popen)
+    return subprocess.run(command, capture_output=True, text=True, env=env)
+
+
+def totals(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    """pyinfra's ``--json`` totals: ``success`` counts operations that changed something."""
+    return json.loads(result.stdout[result.stdout.index("{") :])["results"]["totals"]
 
 
 def leftovers(root: str, bridge: str) -> list[str]:

@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -25,10 +24,9 @@ from podinfra.cri import Runtime, forwarded_socket
 from podinfra.lab import probe_image
 from podinfra.registry import RegistryClient
 
-from .conftest import LAB, PODINFRA, ssh
+from .conftest import LAB, PODINFRA, pyinfra, ssh
 
 pytestmark = pytest.mark.lab
-PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 NODES = ("node1", "node2")
 ENV = {**os.environ, "PODINFRA_LAB": LAB, "PODINFRA_KUBERNETES_VERSION": "1.31"}
 # Probe sandboxes carry their uid as this label (tests/node/probes.py); the bystanders below do not.
@@ -36,9 +34,7 @@ PROBE_FILTER = 'labels.\\"podinfra.io/probe-uid\\"'
 
 
 def deploy(lab, name: str, *extra: str) -> None:
-    result = subprocess.run(
-        [PYINFRA, "-y", *extra, lab["inventory"], f"deploys/{name}.py"], capture_output=True, text=True, env=ENV
-    )
+    result = pyinfra(lab, name, "1.31", *extra)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 

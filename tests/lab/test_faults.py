@@ -14,25 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import LAB, podinfra, reset_nodes, ssh
+from .conftest import HEAL, LAB, REFUSE, podinfra, pyinfra, reset_nodes, ssh, totals
 
 pytestmark = pytest.mark.lab
-PYINFRA = str(Path(sys.executable).parent / "pyinfra")
-REFUSE = (
-    "mv /usr/bin/containerd /usr/bin/containerd.real && printf '%s\\n' '#!/bin/sh'"
-    ' \'if [ "$1" != --version ] && grep -q pause:3.10.1 /etc/containerd/config.toml; then'
-    ' echo "config rejected" >&2; exit 1; fi\' \'exec /usr/bin/containerd.real "$@"\''
-    " > /usr/bin/containerd && chmod 755 /usr/bin/containerd"
-)
-HEAL = "mv -f /usr/bin/containerd.real /usr/bin/containerd"
-
-
-def pyinfra(lab, deploy: str, version: str, *extra: str, **popen: object):
-    command = [PYINFRA, "-y", *extra, lab["inventory"], f"deploys/{deploy}.py"]
-    env = {**os.environ, "PODINFRA_LAB": LAB, "PODINFRA_KUBERNETES_VERSION": version}
-    if popen:
-        return subprocess.Popen(command, env=env, text=True, **popen)  # type: ignore[call-overload]
-    return subprocess.run(command, capture_output=True, text=True, env=env)
 
 
 def sandbox_image(ssh_config, node: str) -> str:
@@ -126,7 +110,7 @@ def test_a_killed_deploy_leaves_whole_configs_and_a_rerun_converges(baseline, ss
     for node in ("node1", "node2"):
         assert sandbox_image(ssh_config, node) == "registry.k8s.io/pause:3.10.1"
     settled = pyinfra(baseline, "node", "1.34", "--json")
-    assert json.loads(settled.stdout[settled.stdout.index("{") :])["results"]["totals"]["success"] == 0
+    assert totals(settled)["success"] == 0
 
 
 def test_credentials_never_reach_output_and_their_files_are_root_only(baseline, ssh_config):

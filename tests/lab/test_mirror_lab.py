@@ -6,28 +6,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from .conftest import LAB, podinfra, ssh
+from .conftest import LAB, podinfra, pyinfra, ssh, totals
 
 pytestmark = pytest.mark.lab
-PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 
 
 @pytest.fixture(scope="module")
 def local_registry(lab):
-    deploy = subprocess.run(
-        [PYINFRA, "-y", "--limit", "registry", lab["inventory"], "deploys/registry.py"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PODINFRA_LAB": LAB},
-    )
+    deploy = pyinfra(lab, "registry", "1.31", "--limit", "registry")
     assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
     pki = Path(f"/var/lib/podinfra/{LAB}/pki")
     users = json.loads((pki / "registry" / "users.json").read_text())
@@ -134,21 +126,8 @@ def test_an_air_gapped_node_pulls_the_canonical_name_through_the_mirror(lab, loc
     ssh(ssh_config, "node2", "ctr -n podinfra-test images rm registry.k8s.io/pause:3.10; rm -rf /etc/podinfra-test")
 
 
-def pyinfra_deploy(lab, deploy: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYINFRA, "-y", "--json", lab["inventory"], deploy],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PODINFRA_LAB": LAB, **env},
-    )
-
-
-def totals(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
-    return json.loads(result.stdout[result.stdout.index("{") :])["results"]["totals"]
-
-
 def test_mirror_deploy_puts_upstream_digests_in_the_registry_and_then_changes_nothing(lab, local_registry, tmp_path):
-    first = pyinfra_deploy(lab, "deploys/mirror.py", PODINFRA_KUBERNETES_VERSION="1.26")
+    first = pyinfra(lab, "mirror", "1.26", "--json")
     assert first.returncode == 0, first.stderr[-2000:]
     certs = tmp_path / "certs"
     certs.mkdir()
@@ -161,12 +140,12 @@ def test_mirror_deploy_puts_upstream_digests_in_the_registry_and_then_changes_no
         f"pull:{local_registry['users']['pull']}",
     )
     assert held == skopeo_raw(f"{lab['upstream']}/pause:3.9", "--tls-verify=false")
-    second = pyinfra_deploy(lab, "deploys/mirror.py", PODINFRA_KUBERNETES_VERSION="1.26")
+    second = pyinfra(lab, "mirror", "1.26", "--json")
     assert totals(second)["success"] == 0 and totals(second)["error"] == 0
 
 
 def test_bad_inventory_data_fails_before_any_host_is_touched(lab):
-    result = pyinfra_deploy(lab, "deploys/mirror.py", PODINFRA_KUBERNETES_VERSION="1.99")
+    result = pyinfra(lab, "mirror", "1.99", "--json")
     assert result.returncode != 0
     assert "kubernetes_version" in result.stderr + result.stdout and "1.24 to 1.36" in result.stderr + result.stdout
     assert "Beginning operation run" not in result.stderr + result.stdout
@@ -175,7 +154,7 @@ def test_bad_inventory_data_fails_before_any_host_is_touched(lab):
 def test_a_local_registry_that_is_down_is_one_line_naming_it(lab, local_registry, ssh_config):
     ssh(ssh_config, "registry", "systemctl stop docker-registry")
     try:
-        result = pyinfra_deploy(lab, "deploys/mirror.py", PODINFRA_KUBERNETES_VERSION="1.31")
+        result = pyinfra(lab, "mirror", "1.31", "--json")
         assert result.returncode != 0
         expected = f"registry {local_registry['host']} is unreachable: check the address and that it is running"
         assert expected in result.stdout + result.stderr

@@ -5,33 +5,21 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from cri_api.v1 import api_pb2 as cri
 
 from podinfra.cri import Runtime, forwarded_socket
 
-from .conftest import LAB, reset_nodes, ssh
+from .conftest import HEAL, LAB, PYINFRA, REFUSE, pyinfra, reset_nodes, ssh, totals
 
 pytestmark = pytest.mark.lab
-PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 NODES = ("node1", "node2")
 
 
 def deploy(lab, name: str, version: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYINFRA, "-y", "--json", *extra, lab["inventory"], f"deploys/{name}.py"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PODINFRA_LAB": LAB, "PODINFRA_KUBERNETES_VERSION": version},
-    )
-
-
-def totals(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
-    return json.loads(result.stdout[result.stdout.index("{") :])["results"]["totals"]
+    return pyinfra(lab, name, version, "--json", *extra)
 
 
 def dump(ssh_config, node: str) -> str:
@@ -132,14 +120,7 @@ def test_kubelet_flag_goes_away_from_1_35(mirrored, ssh_config):
 
 def test_containerd_that_rejects_the_new_config_gets_the_old_one_back(mirrored, ssh_config):
     """node2's containerd is made to refuse any config naming pause 3.10.1, as a broken config would."""
-    ssh(
-        ssh_config,
-        "node2",
-        "mv /usr/bin/containerd /usr/bin/containerd.real && printf '%s\\n' '#!/bin/sh'"
-        ' \'if [ "$1" != --version ] && grep -q pause:3.10.1 /etc/containerd/config.toml; then'
-        ' echo "config rejected" >&2; exit 1; fi\' \'exec /usr/bin/containerd.real "$@"\''
-        " > /usr/bin/containerd && chmod 755 /usr/bin/containerd",
-    )
+    ssh(ssh_config, "node2", REFUSE)
     try:
         result = deploy(mirrored, "node", "1.34", "--limit", "node2")
         assert result.returncode != 0
@@ -147,7 +128,7 @@ def test_containerd_that_rejects_the_new_config_gets_the_old_one_back(mirrored, 
         assert 'sandbox_image = "registry.k8s.io/pause:3.10"' in dump(ssh_config, "node2")
         assert ssh(ssh_config, "node2", "systemctl is-active containerd").stdout.strip() == "active"
     finally:
-        ssh(ssh_config, "node2", "mv -f /usr/bin/containerd.real /usr/bin/containerd")
+        ssh(ssh_config, "node2", HEAL)
 
 
 def test_bad_node_data_fails_before_any_host_is_touched(mirrored):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +11,11 @@ from typing import Any
 import pytest
 import requests
 
-from .conftest import LAB, ssh
+from .conftest import pyinfra, ssh
+from .conftest import totals as pyinfra_totals
 
 pytestmark = pytest.mark.lab
 
-PYINFRA = str(Path(sys.executable).parent / "pyinfra")
-DEPLOY = str(Path(__file__).resolve().parents[2] / "deploys" / "registry.py")
 USERS = {"pull": "pull-lab-password", "push": "push-lab-password"}
 
 
@@ -26,17 +23,12 @@ def deploy(lab: dict[str, Any], *data: str) -> subprocess.CompletedProcess[str]:
     # The lab's PKI lives in the lab's own tree, so `lab down` removes it with everything else.
     pki = Path(lab["state_root"]) / lab["lab"] / "pki"
     args = [f"podinfra_pki_dir={pki}", f"registry_users={json.dumps(USERS)}", *data]
-    return subprocess.run(
-        [PYINFRA, "-y", "--json", lab["inventory"], DEPLOY, *(a for arg in args for a in ("--data", arg))],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PODINFRA_LAB": LAB},
-    )
+    return pyinfra(lab, "registry", "1.31", "--json", *(a for arg in args for a in ("--data", arg)))
 
 
 def totals(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout[result.stdout.index("{") :])["results"]["totals"]
+    return pyinfra_totals(result)
 
 
 @pytest.fixture(scope="module")

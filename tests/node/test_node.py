@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from podinfra import runtime_config, versions
-from podinfra.check import CA_ON_NODE
+from podinfra.hostdata import NODE_CA
 from podinfra.oci import ALL_MANIFEST_TYPES
 
 from . import nodeinfo, probes
@@ -229,7 +229,7 @@ def _mirror_route(node: Node) -> tuple[str, str, str]:
     fallback_root = f"https://{settings.registry}/v2" + (
         f"/{settings.prefix}" if settings.prefix and settings.mode == "canonical" else ""
     )
-    route, ca, source = fallback_root, CA_ON_NODE, "inventory (no hosts.toml)"
+    route, ca, source = fallback_root, NODE_CA, "inventory (no hosts.toml)"
     if node.runtime == "containerd":
         path = f"{settings.certs_dir}/{expect.mirror_for}/hosts.toml"
         text = _read(node, path)
@@ -239,7 +239,7 @@ def _mirror_route(node: Node) -> tuple[str, str, str]:
             endpoints = []
         if endpoints:
             route, source = endpoints[0].api_root, path
-            ca = endpoints[0].ca[0] if endpoints[0].ca else CA_ON_NODE
+            ca = endpoints[0].ca[0] if endpoints[0].ca else NODE_CA
     return f"{route}/{repo}/manifests/{settings.pause_tag}", ca, source
 
 

@@ -42,6 +42,19 @@ def _check_host() -> None:
         raise LabError(f"missing host packages: apt-get install {' '.join(missing)} (or run ./run demo)")
 
 
+# Every node's systemd, journald and containerd run as root on the host, so all labs draw on root's
+# inotify instances; at the default 128 a lab of about 20 nodes hangs at boot (systemd after
+# network.target). kind raises the same limits for the same reason.
+INOTIFY = {"max_user_instances": 8192, "max_user_watches": 524288}
+
+
+def _raise_inotify_limits() -> None:
+    for name, wanted in INOTIFY.items():
+        path = Path("/proc/sys/fs/inotify") / name
+        if int(path.read_text()) < wanted:
+            path.write_text(f"{wanted}\n")
+
+
 def _ensure_bridge(config: LabConfig) -> None:
     if not Path(f"/sys/class/net/{config.bridge}").exists():
         subprocess.run(["ip", "link", "add", config.bridge, "type", "bridge"], check=True)
@@ -109,6 +122,7 @@ def up(config: LabConfig) -> LabState:
     state.save()
     progress(f"node image (cached at {image.tarball_path()})")
     base = image.ensure_base(config.root / "image.log")
+    _raise_inotify_limits()
     _write_ssh_files(state)
     _ensure_bridge(config)
     booted = []

@@ -578,17 +578,6 @@ def run_nodes(
     return [reports[h.name] for h in hosts]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inventory", help="pyinfra inventory file, e.g. inventories/lab.py")
-    p.add_argument("--group", default="nodes", help="the inventory group to check (default: nodes)")
-    p.add_argument("--limit", action="append", default=[], metavar="NODE", help="check only these nodes (repeatable)")
-    p.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", help="override host data, as pyinfra")
-    p.add_argument("--json", metavar="FILE", help="write a kube-bench-like JSON report")
-    p.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI")
-    p.add_argument("--parallel", type=int, default=32, help="nodes checked at once (default 32)")
-    p.add_argument("--timeout", type=float, default=300, help="seconds per node (default 300)")
-
-
 def run(args: argparse.Namespace) -> int:
     """The `check` subcommand: 0 when every node passes, 1 when any fails, 2 for bad input."""
     started, clock = time.time(), time.monotonic()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 
-from podinfra import check as check_module
 from podinfra import commands as commands_module
 from podinfra import demo as demo_module
 from podinfra import table
@@ -70,8 +70,20 @@ def parser() -> argparse.ArgumentParser:
     commands_module.add_destination_arguments(imp)
     imp.set_defaults(run=commands_module.import_)
     check = commands.add_parser("check", help="prove that every node starts pod sandboxes from the right pause image")
-    check_module.add_arguments(check)
-    check.set_defaults(run=check_module.run)
+    check.add_argument("inventory", help="pyinfra inventory file, e.g. inventories/lab.py")
+    check.add_argument("--group", default="nodes", help="the inventory group to check (default: nodes)")
+    check.add_argument(
+        "--limit", action="append", default=[], metavar="NODE", help="check only these nodes (repeatable)"
+    )
+    check.add_argument(
+        "--data", action="append", default=[], metavar="KEY=VALUE", help="override host data, as pyinfra"
+    )
+    check.add_argument("--json", metavar="FILE", help="write a kube-bench-like JSON report")
+    check.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI")
+    check.add_argument("--parallel", type=int, default=32, help="nodes checked at once (default 32)")
+    check.add_argument("--timeout", type=float, default=300, help="seconds per node (default 300)")
+    # Imported when used: it loads pyinfra, half a second that every other command would pay.
+    check.set_defaults(run=lambda args: importlib.import_module("podinfra.check").run(args))
     return top
 
 

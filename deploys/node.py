@@ -113,7 +113,7 @@ def containerd(settings: NodeSettings, version: str, image: str) -> None:
     containerd_restarted(
         name="Restart containerd, or roll back",
         image=image,
-        rollout=rollout(settings.max_failed_nodes),
+        rollout=rollout(settings.max_failed_nodes, settings.restart_batch),
         config=settings.containerd_config,
         _if=config.did_change,
         _parallel=settings.restart_batch,

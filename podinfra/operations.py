@@ -80,17 +80,24 @@ fi
 
 
 class Rollout:
-    """Failed restarts counted across one run, so later batches stop once too many have failed."""
+    """Failed restarts counted across one run, so that later batches stop once too many have failed.
 
-    def __init__(self, allowed: int):
-        self.allowed = allowed
-        self.failed: set[str] = set()
+    Batches are pyinfra's own: ``_parallel`` cuts ``state.inventory.get_active_hosts()`` (a set,
+    so in no fixed order) into slices of `batch` hosts. A host is stopped by failures in earlier
+    batches only, never by a peer of its own batch.
+    """
 
-    def restart(self, host: Host, script: str, restore: str) -> bool:
-        if len(self.failed) > self.allowed:
+    def __init__(self, allowed: int, batch: int):
+        self.allowed, self.batch = allowed, batch
+        self.failed: dict[str, int] = {}  # host name -> its batch
+
+    def restart(self, state: State, host: Host, script: str, restore: str) -> bool:
+        mine = [h.name for h in state.inventory.get_active_hosts()].index(host.name) // self.batch
+        earlier = sum(1 for batch in self.failed.values() if batch < mine)
+        if earlier > self.allowed:
             host.run_shell_command(StringCommand(restore), print_output=False)
             logger.error(
-                f"{host.print_prefix}rollout stopped after {len(self.failed)} failed node(s) "
+                f"{host.print_prefix}rollout stopped after {earlier} failed node(s) in earlier batches "
                 f"(max_failed_nodes={self.allowed}): previous config kept, containerd not restarted"
             )
             return False
@@ -98,14 +105,14 @@ class Rollout:
         for line in output.stderr_lines:
             logger.error(f"{host.print_prefix}{line}")
         if not ok:
-            self.failed.add(host.name)
+            self.failed[host.name] = mine
         return bool(ok)
 
 
 @functools.cache
-def rollout(allowed: int) -> Rollout:
+def rollout(allowed: int, batch: int) -> Rollout:
     """The one Rollout of this pyinfra run (deploy files run once per host; this module once)."""
-    return Rollout(allowed)
+    return Rollout(allowed, batch)
 
 
 @operation()
@@ -127,4 +134,4 @@ def containerd_restarted(
 
 
 def _restart(state: State, host: Host, rollout: Rollout, script: str, restore: str) -> bool:
-    return rollout.restart(host, script, restore)
+    return rollout.restart(state, host, script, restore)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -104,7 +105,9 @@ class RegistryClient:
 
     def _check(self, response: requests.Response, what: str) -> requests.Response:
         if response.status_code >= 400:
-            raise RegistryError(f"{what}: HTTP {response.status_code} from {self.host}")
+            codes = _error_codes(response)
+            detail = f" ({', '.join(codes)})" if codes else ""
+            raise RegistryError(f"{what}: HTTP {response.status_code}{detail} from {self.host}")
         return response
 
     def ping(self) -> bool:
@@ -156,15 +159,19 @@ class RegistryClient:
         return len(data)
 
     def push_manifest(self, repo: str, reference: str, manifest: Blob) -> None:
-        self._check(
-            self._request(
+        """PUT a manifest's exact bytes. While another client commits the same blob, distribution
+        briefly answers MANIFEST_BLOB_UNKNOWN for it; that answer is retried a few times."""
+        for delay in (0.1, 0.2, 0.4, 0.8, 1.6, None):
+            response = self._request(
                 "PUT",
                 f"/v2/{repo}/manifests/{reference}",
                 data=manifest.data,
                 headers={"Content-Type": manifest.media_type},
-            ),
-            f"push manifest {repo}:{reference}",
-        )
+            )
+            if delay is None or "MANIFEST_BLOB_UNKNOWN" not in _error_codes(response):
+                break
+            time.sleep(delay)
+        self._check(response, f"push manifest {repo}:{reference}")
 
     def get_manifest(self, repo: str, reference: str) -> Blob:
         response = self._check(
@@ -204,3 +211,11 @@ def tag_digest(
     if digest is None:
         raise RegistryError(f"{client.host}/{repo}:{tag} is not in the registry: mirror it first (deploys/mirror.py)")
     return digest
+
+
+def _error_codes(response: requests.Response) -> list[str]:
+    """The distribution spec's error codes in a response body, e.g. ["MANIFEST_BLOB_UNKNOWN"]."""
+    try:
+        return [str(error.get("code")) for error in response.json().get("errors", [])]
+    except (ValueError, AttributeError):
+        return []

@@ -183,7 +183,9 @@ def test_unknown_tag_and_unreachable_registry_are_one_line_errors(capsys, upstre
         "--insecure",
     )
     assert (
-        code == 2 and out.strip().splitlines()[-1] == f"podinfra: get manifest pause:9.9: HTTP 404 from {upstream.host}"
+        code == 2
+        and out.strip().splitlines()[-1]
+        == f"podinfra: get manifest pause:9.9: HTTP 404 (MANIFEST_UNKNOWN) from {upstream.host}"
     )
     code, out = run(
         capsys,

@@ -112,14 +112,16 @@ def token_registry(tmp_path):
     registry = subprocess.Popen(
         ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 10
-    while not _challenges(f"http://127.0.0.1:{port}/v2/"):
-        assert time.monotonic() < deadline, "docker-registry did not start"
-        time.sleep(0.05)
-    yield f"127.0.0.1:{port}", requests_seen
-    registry.terminate()
-    registry.wait()
-    server.shutdown()
+    try:
+        deadline = time.monotonic() + 10
+        while not _challenges(f"http://127.0.0.1:{port}/v2/"):
+            assert time.monotonic() < deadline, "docker-registry did not start"
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}", requests_seen
+    finally:
+        registry.terminate()
+        registry.wait()
+        server.shutdown()
 
 
 def test_mirror_answers_bearer_challenges_with_a_token(capsys, token_registry, registry, tmp_path):

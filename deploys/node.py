@@ -36,23 +36,15 @@ from podinfra.facts import ContainerdVersion, CrioVersion, PinnedImage, TextFile
 from podinfra.hostdata import NODE_CA, NodeSettings, node_settings
 from podinfra.operations import config_file, containerd_restarted, rollout
 from podinfra.reference import cri_name
-from podinfra.registry import RegistryError, tag_digest
+from podinfra.registry import RegistryError
 
 
 def sandbox_image(settings: NodeSettings) -> str:
     """The reference the runtime is told to use for sandboxes (the local digest asked once a run)."""
     if settings.mode == "canonical":
         return settings.sandbox_image(None)
-    ca = str(settings.ca) if settings.ca else None
     try:
-        digest = tag_digest(
-            f"https://{settings.registry}",
-            settings.pause_repository,
-            settings.pause_tag,
-            ca,
-            settings.pull_user,
-            settings.pull_password,
-        )
+        digest: str | None = settings.pause_digest()
     except RegistryError as e:
         logger.warning(f"{settings.registry}: pause digest unknown ({e}); the sandbox image is set by tag only")
         digest = None

@@ -38,7 +38,7 @@ from pyinfra.api.host import Host
 from podinfra import table
 from podinfra.hostdata import NodeSettings, fail, node_settings
 from podinfra.reference import ReferenceError, cri_name, parse, split_registry
-from podinfra.registry import RegistryError, tag_digest
+from podinfra.registry import RegistryError
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "tests" / "node"
@@ -238,16 +238,8 @@ class Expectations:
 
 def _registry_digest(settings: NodeSettings) -> tuple[str | None, str]:
     # HTTPS as deploys/node.py writes it in hosts.toml; without registry_ca, against the system's CAs.
-    ca = str(settings.ca) if settings.ca else None
     try:
-        digest = tag_digest(
-            f"https://{settings.registry}",
-            settings.pause_repository,
-            settings.pause_tag,
-            ca,
-            settings.pull_user,
-            settings.pull_password,
-        )
+        digest = settings.pause_digest()
     except RegistryError as e:
         return None, f"unknown: {e}"
     return digest, f"local registry {settings.registry}"

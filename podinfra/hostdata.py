@@ -16,6 +16,7 @@ from pyinfra.api.host import Host
 
 from podinfra import pki, versions
 from podinfra.reference import Reference, ReferenceError, parse, split_registry
+from podinfra.registry import tag_digest
 
 DEFAULT_USERS = ("pull", "push")
 
@@ -200,6 +201,13 @@ class NodeSettings:
     def pause_repository(self) -> str:
         """The pause repository in the local registry, e.g. "pause" or "k8s/pause"."""
         return f"{self.prefix}/pause" if self.prefix else "pause"
+
+    def pause_digest(self) -> str:
+        """The digest the local registry holds for the pause tag, asked once a run (RegistryError if not)."""
+        ca = str(self.ca) if self.ca else None
+        return tag_digest(
+            f"https://{self.registry}", self.pause_repository, self.pause_tag, ca, self.pull_user, self.pull_password
+        )
 
     def sandbox_image(self, digest: str | None) -> str:
         """The reference the runtime is told: the canonical name, or ("local" mode) the local

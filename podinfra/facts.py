@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 from pyinfra.api.facts import FactBase
+
+from podinfra.runtime_config import containerd_version_from_output, crio_version_from_output
 
 
 class ContainerdVersion(FactBase[str | None]):
@@ -14,8 +14,7 @@ class ContainerdVersion(FactBase[str | None]):
         return "containerd --version 2>/dev/null || true"
 
     def process(self, output: list[str]) -> str | None:
-        match = re.search(r"\sv?(\d+\.\d+\.\d+)", " ".join(output))
-        return match[1] if match else None
+        return containerd_version_from_output("\n".join(output)) if output else None
 
 
 class CrioVersion(FactBase[str | None]):
@@ -25,8 +24,7 @@ class CrioVersion(FactBase[str | None]):
         return "crio --version 2>/dev/null || true"
 
     def process(self, output: list[str]) -> str | None:
-        match = re.search(r"^Version:\s*v?(\d+\.\d+\.\d+)", "\n".join(output), re.MULTILINE)
-        return match[1] if match else None
+        return crio_version_from_output("\n".join(output))
 
 
 class TextFile(FactBase[str | None]):

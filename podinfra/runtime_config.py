@@ -108,6 +108,18 @@ def containerd_version_from_output(output: str) -> str:
     return match[1]
 
 
+def crio_version_from_output(output: str) -> str | None:
+    """The release in ``crio --version`` output (its ``Version:`` line), or None.
+
+    >>> crio_version_from_output("crio version 1.31.1\\nVersion:        v1.31.1\\nGitCommit: 1b2c")
+    '1.31.1'
+    """
+    for line in output.splitlines():
+        if line.startswith("Version:"):
+            return line.split(":", 1)[1].strip().lstrip("v") or None
+    return None
+
+
 def edit_containerd_config(
     existing: str | None, containerd_version: str, sandbox_image: str, config_path: str = DEFAULT_CONFIG_PATH
 ) -> str:

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from cri_api.v1 import api_pb2 as cri
 
-from podinfra.cri import Runtime, forwarded_socket
+from podinfra.cri import Runtime, SandboxStatus, forwarded_socket
 
 from .conftest import HEAL, LAB, PYINFRA, REFUSE, pyinfra, reset_nodes, ssh, totals
 
@@ -37,7 +37,7 @@ def mirrored(lab):
     return lab
 
 
-def sandbox(ssh_config, node: str) -> tuple[Runtime, str, object]:
+def sandbox(ssh_config, node: str) -> SandboxStatus:
     with forwarded_socket(ssh_config, node) as target:
         runtime = Runtime(target)
         sandbox_id = runtime.run_sandbox("deploy-probe", str(uuid.uuid4()))

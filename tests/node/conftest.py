@@ -26,7 +26,7 @@ import pytest
 
 from podinfra import check
 from podinfra.cri import CONTAINERD_SOCKET, CRIO_SOCKET, CRIError, Runtime, forwarded_socket
-from podinfra.runtime_config import ConfigError, containerd_version_from_output
+from podinfra.runtime_config import ConfigError, containerd_version_from_output, crio_version_from_output
 
 from . import probes
 
@@ -146,10 +146,9 @@ def _detect_runtime(host: Any) -> tuple[str, str]:
         except ConfigError as e:
             raise RuntimeError(str(e)) from None
     crio = host.run("crio --version")
-    if crio.rc == 0:
-        for line in crio.stdout.splitlines():
-            if line.startswith("Version:"):
-                return "cri-o", line.split(":", 1)[1].strip().lstrip("v")
+    version = crio_version_from_output(crio.stdout) if crio.rc == 0 else None
+    if version:
+        return "cri-o", version
     raise RuntimeError("neither containerd nor CRI-O is installed (containerd --version, crio --version failed)")
 
 

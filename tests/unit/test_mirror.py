@@ -3,7 +3,9 @@ with the lab's own pause images as the upstream."""
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,11 @@ def tree(client, repo: str, tag: str) -> dict[str, bytes]:
     for child in json.loads(top.data)["manifests"]:
         found[child["digest"]] = client.get_manifest(repo, child["digest"]).data
     return found
+
+
+def export_args(upstream, bundle: Path, *versions: str) -> list[str]:
+    minors = [arg for version in versions for arg in ("--kubernetes-version", version)]
+    return ["export", "--source", upstream.host, "--source-insecure", *minors, "-o", str(bundle)]
 
 
 def mirror_args(upstream, dest, *extra: str) -> list[str]:
@@ -101,19 +108,7 @@ def test_a_source_serving_wrong_bytes_is_refused_and_nothing_is_tagged(capsys, u
 
 def test_export_then_import_gives_identical_digests(capsys, upstream, start_registry, tmp_path):
     bundle = tmp_path / "bundle.tar"
-    code, out = run(
-        capsys,
-        "export",
-        "--source",
-        upstream.host,
-        "--source-insecure",
-        "--kubernetes-version",
-        "1.31",
-        "--kubernetes-version",
-        "1.26",
-        "-o",
-        str(bundle),
-    )
+    code, out = run(capsys, *export_args(upstream, bundle, "1.31", "1.26"))
     assert code == 0, out
     fresh = start_registry()
     code, summary = run(capsys, "import", str(bundle), "--to", fresh.host, "--insecure", "--json")
@@ -126,40 +121,24 @@ def test_export_then_import_gives_identical_digests(capsys, upstream, start_regi
         assert tree(fresh, "pause", tag) == tree(upstream, "pause", tag)
 
 
-def _tamper(bundle: Path, out: Path, cut: bool) -> None:
-    import tarfile
-
+def _tamper(bundle: Path, out: Path) -> None:
+    """Copy the archive with one bit flipped in the first large blob."""
+    flipped = False
     with tarfile.open(bundle) as src, tarfile.open(out, "w") as dst:
         for member in src:
             data = src.extractfile(member).read()
-            if member.name.startswith("blobs/") and not cut and len(data) > 10000:
-                data = data[:-1] + bytes([data[-1] ^ 1])
-                cut = True  # one blob is enough
-            import io
-
+            if member.name.startswith("blobs/") and not flipped and len(data) > 10000:
+                data, flipped = data[:-1] + bytes([data[-1] ^ 1]), True
             dst.addfile(member, io.BytesIO(data))
 
 
 @pytest.mark.parametrize("damage", ["tampered", "truncated"])
 def test_a_damaged_archive_is_refused_and_nothing_is_tagged(capsys, upstream, start_registry, tmp_path, damage):
     bundle = tmp_path / "bundle.tar"
-    assert (
-        run(
-            capsys,
-            "export",
-            "--source",
-            upstream.host,
-            "--source-insecure",
-            "--kubernetes-version",
-            "1.31",
-            "-o",
-            str(bundle),
-        )[0]
-        == 0
-    )
+    assert run(capsys, *export_args(upstream, bundle, "1.31"))[0] == 0
     bad = tmp_path / "bad.tar"
     if damage == "tampered":
-        _tamper(bundle, bad, cut=False)
+        _tamper(bundle, bad)
     else:
         bad.write_bytes(bundle.read_bytes()[: bundle.stat().st_size // 2])
     fresh = start_registry()

@@ -6,11 +6,11 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from podinfra import archive, table, versions
-from podinfra.mirror import UPSTREAM, RegistrySource, Summary, copy_image, registry_source
+from podinfra.mirror import UPSTREAM, RegistrySource, Source, Summary, copy_image, registry_source
 from podinfra.reference import Reference, parse, split_registry
 from podinfra.registry import RegistryClient
 
@@ -84,7 +84,9 @@ def report(summary: Summary, as_json: bool, verb: str) -> None:
         print(f"  {image['destination']}")
 
 
-def push_all(images: list[tuple[Reference, Any, str]], args: argparse.Namespace, platforms: set[str] | None) -> Summary:
+def push_all(
+    images: Sequence[tuple[Reference, Source, str]], args: argparse.Namespace, platforms: set[str] | None
+) -> Summary:
     dest, prefix = destination(args)
     summary = Summary()
     held = dest.repositories()

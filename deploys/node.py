@@ -33,10 +33,11 @@ from pyinfra.operations import systemd
 
 from podinfra import runtime_config
 from podinfra.facts import ContainerdVersion, CrioVersion, PinnedImage, TextFile
-from podinfra.hostdata import NODE_CA, NodeSettings, node_settings
+from podinfra.hostdata import node_settings
 from podinfra.operations import config_file, containerd_restarted, rollout
 from podinfra.reference import cri_name
 from podinfra.registry import RegistryError
+from podinfra.settings import NODE_CA, NodeSettings
 
 
 def sandbox_image(settings: NodeSettings) -> str:

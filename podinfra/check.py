@@ -3,21 +3,23 @@
     podinfra check inventories/lab.py --json report.json --junit report.xml
 
 Runs the pytest-testinfra suite in ``tests/node`` once per node of the inventory's ``nodes`` group,
-all nodes at once (one pytest process each), over SSH with the inventory's SSH data. Prints a
+all nodes at once (one process each, forked from this one), over SSH with the inventory's SSH data. Prints a
 table of nodes by checks (pass / fail / skip), then each failure with its remediation; exits 1
 when any node fails, 2 when the inventory data is wrong. ``--json`` writes a kube-bench-like
 report, ``--junit`` a JUnit XML file with one test suite per node.
 
-The catalogue of checks (:data:`CHECKS`) and the expectations read from inventory data
-(:func:`expectations`) live here, so the suite and the command agree on them.
+What each node must show is read here from the inventory (:func:`expectations`), once, and handed
+to the node's run as JSON; the catalogue of checks is in :mod:`podinfra.checks`.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib
 import json
+import multiprocessing
 import os
-import runpy
 import shutil
 import signal
 import subprocess
@@ -25,215 +27,30 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import FrameType
 from typing import Any
 
 from pyinfra.api.exceptions import DeployError
 from pyinfra.api.host import Host
 
 from podinfra import table
-from podinfra.hostdata import NodeSettings, fail, node_settings
+from podinfra.checks import CHECKS, DEFAULT_PROBE_IMAGE, STATUSES, CheckResult, Expectations
+from podinfra.hostdata import fail, node_settings
+from podinfra.inventory import load_inventory
 from podinfra.reference import ReferenceError, cri_name, parse, split_registry
 from podinfra.registry import RegistryError
+from podinfra.settings import NodeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "tests" / "node"
-PROBE_NAMESPACE = "podinfra-check"
-# Every probe sandbox carries this label and namespace; leftovers are found by both, never by one alone.
-PROBE_LABELS = {"app.kubernetes.io/managed-by": "podinfra-check"}
-DEFAULT_PROBE_IMAGE = "registry.k8s.io/podinfra/probe:1"
-STATUSES = ("pass", "fail", "skip")
 
 
-@dataclass(frozen=True)
-class Check:
-    """One named check: what it proves and what to do when it fails."""
-
-    id: str
-    name: str
-    description: str
-    remediation: str
-
-
-CHECKS = (
-    Check(
-        "1",
-        "runtime",
-        "The container runtime answers on its CRI socket (name and version)",
-        "Start the runtime (systemctl start containerd, or crio) and look at its log (journalctl -u containerd); "
-        "the socket must be /run/containerd/containerd.sock (containerd) or /var/run/crio/crio.sock (CRI-O), "
-        "or set the node's cri_socket data.",
-    ),
-    Check(
-        "2",
-        "config",
-        "The runtime's effective config names the expected sandbox image, at the key paths of its version",
-        "Run deploys/node.py for this node: it sets the sandbox image at the key path of the runtime's config "
-        "version, removes keys the runtime ignores, and restarts the runtime. An `imports` drop-in that overrides "
-        "the sandbox image must go.",
-    ),
-    Check(
-        "3",
-        "mirror",
-        "hosts.toml sends pulls of the mirrored registries to the local registry only, CA present",
-        "Run deploys/node.py for this node: it writes certs.d/REGISTRY/hosts.toml with `server` = the local "
-        "registry (so nothing falls back to the public registry), the registry CA, and containerd's config_path.",
-    ),
-    Check(
-        "4",
-        "kubelet",
-        "kubelet --pod-infra-container-image is the sandbox image below Kubernetes 1.35 and absent from 1.35",
-        "Run deploys/node.py for this node (it edits the kubelet flags file), then restart the kubelet.",
-    ),
-    Check(
-        "5",
-        "pause",
-        "The pause image is in the runtime's image store with the expected digest, and pinned",
-        "Run deploys/node.py for this node: it pulls the pause image from the local registry and pins it. "
-        "A wrong digest means the local registry holds another image under that tag: mirror it again.",
-    ),
-    Check(
-        "6",
-        "registry",
-        "The node resolves the pause manifest at its mirror, and cannot reach the upstream when air-gapped",
-        "Mirror the pause image into the registry the node's hosts.toml names (deploys/mirror.py or "
-        "`podinfra mirror`), or point hosts.toml at the registry that holds it (deploys/node.py).",
-    ),
-    Check(
-        "7",
-        "sandbox",
-        "A probe sandbox becomes Ready from the expected pause image (by digest), gets a pod IP, and is removed",
-        "Read the runtime's log for the probe sandbox (journalctl -u containerd); CNI errors mean the node's "
-        "network plugin config is missing (/etc/cni/net.d).",
-    ),
-    Check(
-        "8",
-        "namespaces",
-        "Pause holds the pod: PID 1 reaping orphans, the pod IP in the app container and kept across its restart, "
-        "stopping the sandbox stops its containers",
-        "Use the upstream pause image (or one built from its source): the sandbox image must reap children and "
-        "hold the network namespace. Mirror the probe image (check_probe_image) into the local registry.",
-    ),
-)
-_BY_ID = {check.id: check for check in CHECKS}
-
-
-def catalogue(check_id: str) -> Check:
-    """The check with this id: ``catalogue("2").name == "config"``."""
-    return _BY_ID[check_id]
-
-
-# --- inventory ---------------------------------------------------------------------------------------------
-
-
-def parse_value(text: str) -> Any:
-    """A ``--data`` value as ``pyinfra --data`` reads it: true/false, a whole number, JSON, else the text.
-
-    (pyinfra_cli's own parser cannot be imported: importing pyinfra_cli monkey-patches the process with gevent.)
-
-    >>> [parse_value(v) for v in ("false", "3", '["a"]', "10.0.0.1:5000")]
-    [False, 3, ['a'], '10.0.0.1:5000']
-    """
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def parse_data(items: Iterable[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` overrides: ``parse_data(["airgap_probe=10.0.0.1:5000"]) == {"airgap_probe": "10.0.0.1:5000"}``."""
-    data = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise argparse.ArgumentTypeError(f"--data {item!r}: write KEY=VALUE")
-        data[key] = parse_value(value)
-    return data
-
-
-def _is_group(name: str, value: Any) -> bool:
-    # pyinfra's rule: a public module-level list of hosts (names or (name, data)), or a (hosts, data) tuple.
-    if name.startswith("_"):
-        return False
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
-        value = value[0]
-    return isinstance(value, list) and all(isinstance(item, str | tuple) for item in value)
-
-
-def _group_data(folder: Path) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for file in sorted(folder.glob("*.py")) if folder.is_dir() else []:
-        attrs = runpy.run_path(str(file))
-        found[file.stem] = {
-            k: v for k, v in attrs.items() if not k.startswith("_") and not isinstance(v, ModuleType | type)
-        }
-    return found
-
-
-def load_inventory(path: str, data: Iterable[str] = ()) -> Any:
-    """A pyinfra Inventory (``pyinfra.api``) of an inventory file, with ``--data`` overrides.
-
-    The file is run with runpy and its groups read as pyinfra's CLI reads them: module-level lists of
-    hosts or ``(name, data)`` tuples, ``(hosts, data)`` group tuples, ``group_data/GROUP.py`` next to
-    the file or in the working directory, a group named after the file. Host objects are pyinfra's,
-    so ``podinfra.hostdata`` reads them as the deploys do.
-
-    >>> load_inventory("inventories/lab.py").get_group("nodes")  # doctest: +SKIP
-    [Host(node1), Host(node2)]
-    """
-    from pyinfra.api.inventory import Inventory
-
-    file = Path(path)
-    if not file.is_file():
-        raise argparse.ArgumentTypeError(f"inventory {path}: no such file")
-    groups: dict[str, tuple[list[Any], dict[str, Any]]] = {}
-    for name, value in runpy.run_path(str(file)).items():
-        if _is_group(name, value):
-            hosts, group_data = value if isinstance(value, tuple) else (value, {})
-            groups[name] = (list(hosts), dict(group_data))
-    names = list(dict.fromkeys(h[0] if isinstance(h, tuple) else h for hosts, _ in groups.values() for h in hosts))
-    all_hosts, all_data = groups.pop("all", (names, {}))
-    groups.setdefault(file.stem, (names, {}))
-    for folder in dict.fromkeys((Path.cwd() / "group_data", file.resolve().parent / "group_data")):
-        for group, extra in _group_data(folder).items():
-            if group == "all":
-                all_data = {**all_data, **extra}
-            else:
-                hosts, known = groups.get(group, ([], {}))
-                groups[group] = (hosts, {**known, **extra})
-    return Inventory((all_hosts, all_data), override_data=parse_data(data), **groups)  # type: ignore[no-untyped-call]
-
-
-@dataclass(frozen=True)
-class Expectations:
-    """What a node must show, from its inventory data (``node_settings``) and the local registry.
-
-    ``sandbox_image``: what the runtime config names; ``store_name``: the name its image store files it
-    under (a digest drops the tag); ``digest``: the pause index digest, from host data ``pause_digest``
-    or, when unset, asked of the local registry from here.
-    """
-
-    settings: NodeSettings
-    sandbox_image: str
-    store_name: str
-    mirror_for: str
-    repository: str
-    digest: str | None
-    digest_source: str
-    airgap_probe: str | None
-    probe_image: str | None
-    probe_timeout: float
-    cri_socket: str | None
+# --- expectations ------------------------------------------------------------------------------------------
 
 
 def _registry_digest(settings: NodeSettings) -> tuple[str | None, str]:
@@ -295,20 +112,6 @@ def expectations(host: Host, ask_registry: bool = True) -> Expectations:
 
 
 # --- results -----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class CheckResult:
-    """One check on one node, as the suite records it."""
-
-    id: str
-    name: str
-    description: str
-    status: str  # pass, fail or skip
-    expected: str = ""
-    actual: str = ""
-    remediation: str = ""
-    duration: float = 0.0
 
 
 @dataclass
@@ -469,42 +272,73 @@ def ssh_config_text(hosts: Sequence[Host], control_dir: Path) -> str:
     return "\n".join(blocks)
 
 
+# What every node's run imports, loaded once here before the runs are forked: most of a run's CPU time is
+# these imports, paid once instead of once per node. (Nothing here opens a gRPC channel before the fork.)
+PRELOAD = (
+    *("pytest", "testinfra.plugin", "testinfra.backend.ssh"),
+    *("podinfra.checks", "podinfra.cri", "podinfra.oci", "podinfra.runtime_config"),
+)
+
+
 @dataclass
 class _Run:
     node: str
-    process: subprocess.Popen[bytes]
+    process: BaseProcess
     results: Path
     log: Path
     started: float
 
+    def running(self) -> bool:
+        return self.process.exitcode is None
 
-def _pytest_command(node: str, inventory: str, ssh_config: Path, data: Sequence[str], results: Path) -> list[str]:
-    command = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q", "--tb=short"]
-    command += ["--rootdir", str(ROOT), f"--hosts=ssh://{node}", f"--ssh-config={ssh_config}"]
-    command += [f"--podinfra-inventory={inventory}", f"--podinfra-results={results}"]
-    for item in data:
-        command.append(f"--podinfra-data={item}")
-    return command
+
+def suite_args(node: str, ssh_config: Path, expected: Path, results: Path) -> list[str]:
+    """pytest's arguments for one node's run of the suite."""
+    # --confcutdir: the suite's conftest only, not the repository's tests/conftest.py (it imports requests).
+    # --assert=plain: each check words its own failure (record.actual), so no assertion rewriting at start-up.
+    args = [str(SUITE), "-p", "testinfra.plugin", "-p", "no:cacheprovider", "-q", "--tb=short", "--assert=plain"]
+    args += [f"--confcutdir={SUITE}", "--rootdir", str(ROOT), f"--hosts=ssh://{node}", f"--ssh-config={ssh_config}"]
+    return args + [f"--podinfra-expectations={expected}", f"--podinfra-results={results}"]
+
+
+def run_suite(args: list[str], log: Path) -> None:
+    """A node's run, in a process forked from podinfra check: its own session (a terminal's Ctrl-C reaches
+    only podinfra check, which stops each run with SIGTERM so that it removes its probe sandbox first),
+    output to `log`, and only the plugins the suite needs (others installed next to podinfra cost start-up)."""
+    os.setsid()
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    import pytest
+
+    sys.exit(int(pytest.main(args)))
 
 
 def _stop(runs: Iterable[_Run], grace: float) -> None:
     """SIGTERM each node's run (the suite turns it into KeyboardInterrupt and removes its probes), then SIGKILL."""
-    live = [r for r in runs if r.process.poll() is None]
+    live = [r for r in runs if r.running()]
     for run in live:
-        run.process.send_signal(signal.SIGTERM)
+        run.process.terminate()
     deadline = time.monotonic() + grace
     for run in live:
-        try:
-            run.process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(run.process.pid, signal.SIGKILL)
-            run.process.wait()
+        run.process.join(max(0.1, deadline - time.monotonic()))
+        if run.running():
+            os.killpg(run.process.pid or 0, signal.SIGKILL)
+            run.process.join()
 
 
 def run_nodes(
-    inventory: str, hosts: Sequence[Host], data: Sequence[str], timeout: float, parallel: int, echo: bool
+    hosts: Sequence[Host], expected: Mapping[str, Expectations], timeout: float, parallel: int, echo: bool
 ) -> list[NodeReport]:
-    """One pytest process per node, `parallel` at a time; each node's report, in inventory order."""
+    """One pytest process per node, `parallel` at a time, each given the node's `expected`; each
+    node's report, in inventory order."""
+    for module in PRELOAD:
+        importlib.import_module(module)
+    # What is loaded now is never garbage: frozen, the runs' collections skip it (and leave its pages shared).
+    gc.freeze()
+    forking = multiprocessing.get_context("fork")
     workdir = Path(tempfile.mkdtemp(prefix="podinfra-check-"))
     reports: dict[str, NodeReport] = {}
     runs: list[_Run] = []
@@ -517,6 +351,8 @@ def run_nodes(
         workdir.chmod(0o700)
         ssh_config = workdir / "ssh_config"
         ssh_config.write_text(ssh_config_text(hosts, workdir))
+        expected_file = workdir / "expectations.json"
+        expected_file.write_text(json.dumps({name: e.to_json() for name, e in expected.items()}))
         for signum in (signal.SIGTERM, signal.SIGHUP):
             previous[signum] = signal.signal(signum, interrupted)
         waiting = [h.name for h in hosts]
@@ -524,25 +360,17 @@ def run_nodes(
             while waiting and len(runs) < parallel:
                 node = waiting.pop(0)
                 results, log = workdir / f"{node}.json", workdir / f"{node}.log"
-                with log.open("wb") as out:
-                    process = subprocess.Popen(
-                        _pytest_command(node, inventory, ssh_config, data, results),
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        cwd=os.getcwd(),
-                        # Its own session: a terminal's Ctrl-C reaches only us, and we stop each run
-                        # with SIGTERM so that it removes its probe sandbox first.
-                        start_new_session=True,
-                    )
+                args = suite_args(node, ssh_config, expected_file, results)
+                process = forking.Process(target=run_suite, args=(args, log), name=f"check {node}")
+                process.start()
                 runs.append(_Run(node, process, results, log, time.monotonic()))
             time.sleep(0.05)
             for run in list(runs):
                 elapsed = time.monotonic() - run.started
-                if run.process.poll() is None and elapsed > timeout:
+                if run.running() and elapsed > timeout:
                     _stop([run], grace=10)
                     reports[run.node] = not_run(run.node, f"timed out after {timeout:.0f}s", elapsed)
-                elif run.process.poll() is not None:
+                elif not run.running():
                     report = read_results(run.results, run.node, elapsed)
                     if report is None:
                         tail = run.log.read_text(errors="replace").strip().splitlines()[-5:]
@@ -581,12 +409,13 @@ def run(args: argparse.Namespace) -> int:
         hosts = [h for h in inventory.get_group(args.group, []) if not args.limit or h.name in args.limit]
         if not hosts:
             raise argparse.ArgumentTypeError(f"no hosts in group {args.group!r} of {args.inventory}")
-        for host in hosts:  # all data checked before any node is touched
+        for host in hosts:  # all data checked before a registry or a node is asked anything
             expectations(host, ask_registry=False)
+        expected = {host.name: expectations(host) for host in hosts}
     except DeployError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     try:
-        reports = run_nodes(inventory_path, hosts, args.data, args.timeout, max(1, args.parallel), echo=True)
+        reports = run_nodes(hosts, expected, args.timeout, max(1, args.parallel), echo=True)
     except KeyboardInterrupt:
         print("podinfra check: interrupted; each node's run was stopped and removed its probe", file=sys.stderr)
         return 130

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from podinfra.check import PROBE_LABELS, PROBE_NAMESPACE
+from podinfra.checks import PROBE_LABELS, PROBE_NAMESPACE
 from podinfra.cri import Runtime, forwarded_socket
 from podinfra.lab import probe_image
 from podinfra.registry import RegistryClient

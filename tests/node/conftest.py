@@ -3,6 +3,10 @@
     pytest tests/node --hosts=ssh://node1 --ssh-config=/var/lib/podinfra/lab/ssh/config \\
         --podinfra-inventory=inventories/lab.py [--podinfra-data KEY=VALUE ...] [--podinfra-results FILE]
 
+`podinfra check` gives ``--podinfra-expectations FILE`` instead of the inventory: what each node must
+show, read from the inventory once for all nodes, so that a node's run imports neither pyinfra nor
+requests (their import is most of a run's CPU time).
+
 Without ``--hosts`` every test here is skipped, so a plain ``pytest`` of the repository never
 checks the machine it runs on.
 """
@@ -16,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -24,14 +28,14 @@ from typing import Any
 import grpc
 import pytest
 
-from podinfra import check
+from podinfra import checks
 from podinfra.cri import CONTAINERD_SOCKET, CRIO_SOCKET, CRIError, Runtime, forwarded_socket
 from podinfra.runtime_config import ConfigError, containerd_version_from_output, crio_version_from_output
 
 from . import probes
 
-RESULTS = pytest.StashKey[dict[str, dict[str, check.CheckResult]]]()
-RECORD = pytest.StashKey[check.CheckResult]()
+RESULTS = pytest.StashKey[dict[str, dict[str, checks.CheckResult]]]()
+RECORD = pytest.StashKey[checks.CheckResult]()
 HERE = Path(__file__).resolve().parent
 SETUP_REMEDIATION = (
     "The check could not run on this node: fix what `actual` says (SSH access from the inventory's ssh_* data, "
@@ -46,6 +50,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--podinfra-data", action="append", default=[], metavar="KEY=VALUE", help="override host data, as pyinfra"
     )
     group.addoption("--podinfra-node", help="the node's inventory name, when --hosts names it otherwise (one host)")
+    group.addoption(
+        "--podinfra-expectations", metavar="FILE", help="what each node must show, as podinfra check writes it"
+    )
     group.addoption("--podinfra-results", metavar="FILE", help="write the results as JSON (podinfra check reads it)")
 
 
@@ -56,7 +63,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS] = {}
     config.addinivalue_line("markers", "check(id): the podinfra check this test implements")
-    if config.getoption("podinfra_inventory"):
+    if config.getoption("podinfra_inventory") or config.getoption("podinfra_expectations"):
         # podinfra check stops a run with SIGTERM: as KeyboardInterrupt it unwinds the probes' finally blocks.
         signal.signal(signal.SIGTERM, _interrupt)
 
@@ -79,14 +86,23 @@ class Node:
 
     name: str
     host: Any  # testinfra.host.Host
-    expect: check.Expectations
+    expect: checks.Expectations
     runtime: str  # "containerd" or "cri-o"
     version: str
     ssh_config: Path | None  # None: the local machine
     alias: str
 
+    answers: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
+
     def run(self, command: str, *args: str) -> Any:
         return self.host.run(command, *args)
+
+    def once(self, command: str, *args: str) -> Any:
+        """`run` for what does not change during a check run (config dump, files): asked of the node once."""
+        key = (command, *args)
+        if key not in self.answers:
+            self.answers[key] = self.host.run(command, *args)
+        return self.answers[key]
 
     def run_input(self, command: str, data: bytes, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
         """`command` on the node with `data` on its stdin, which testinfra cannot give (secrets go this way)."""
@@ -96,17 +112,24 @@ class Node:
         return subprocess.run(argv, input=data, capture_output=True, timeout=timeout, check=False)
 
 
-_inventories: dict[tuple[str, tuple[str, ...]], Any] = {}
-
-
-def _inventory(config: pytest.Config) -> Any:
-    path = config.getoption("podinfra_inventory")
-    if not path:
+def _expectations(config: pytest.Config, name: str) -> checks.Expectations:
+    """What node `name` must show: from the --podinfra-expectations file, else from the inventory."""
+    path = config.getoption("podinfra_expectations")
+    if path:
+        by_node = json.loads(Path(path).read_text())
+        if name not in by_node:
+            raise RuntimeError(f"{name} is not in {path}: name it as the inventory does, or --podinfra-node")
+        return checks.Expectations.from_json(by_node[name])
+    inventory_file = config.getoption("podinfra_inventory")
+    if not inventory_file:
         raise pytest.UsageError("give --podinfra-inventory=FILE: the nodes' data (kubernetes_version, registry...)")
-    key = (str(path), tuple(config.getoption("podinfra_data")))
-    if key not in _inventories:
-        _inventories[key] = check.load_inventory(key[0], key[1])
-    return _inventories[key]
+    from podinfra.check import expectations
+    from podinfra.inventory import load_inventory
+
+    pyinfra_host = load_inventory(inventory_file, config.getoption("podinfra_data")).get_host(name, None)
+    if pyinfra_host is None:
+        raise RuntimeError(f"{name} is not in the inventory: name it as the inventory does, or --podinfra-node")
+    return expectations(pyinfra_host)
 
 
 def _ssh_config(backend: Any, workdir: Path) -> tuple[Path | None, str]:
@@ -159,10 +182,7 @@ def node_name(config: pytest.Config, host: Any) -> str:
 @pytest.fixture(scope="module")
 def node(host: Any, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Node:
     name = node_name(request.config, host)
-    pyinfra_host = _inventory(request.config).get_host(name, None)
-    if pyinfra_host is None:
-        raise RuntimeError(f"{name} is not in the inventory: name it as the inventory does, or --podinfra-node")
-    expect = check.expectations(pyinfra_host)
+    expect = _expectations(request.config, name)
     ssh_config, alias = _ssh_config(host.backend, tmp_path_factory.mktemp("ssh"))
     _reachable(host, name)
     runtime, version = _detect_runtime(host)
@@ -221,21 +241,21 @@ def _item_node(item: pytest.Item) -> str:
 
 
 @pytest.fixture
-def record(request: pytest.FixtureRequest) -> check.CheckResult:
+def record(request: pytest.FixtureRequest) -> checks.CheckResult:
     """The result this test fills in: ``record.expected``, ``record.actual`` (and a specific ``remediation``)."""
     check_id = _check_id(request.node)
     assert check_id, "mark the test with @pytest.mark.check(ID)"
-    entry = check.catalogue(check_id)
-    result = check.CheckResult(entry.id, entry.name, entry.description, "pass", remediation=entry.remediation)
+    entry = checks.catalogue(check_id)
+    result = checks.CheckResult(entry.id, entry.name, entry.description, "pass", remediation=entry.remediation)
     request.node.stash[RECORD] = result
     return result
 
 
-def results_so_far(config: pytest.Config, node: str) -> dict[str, check.CheckResult]:
+def results_so_far(config: pytest.Config, node: str) -> dict[str, checks.CheckResult]:
     return config.stash[RESULTS].get(node, {})
 
 
-def require(config: pytest.Config, node: str, record: check.CheckResult, ids: tuple[str, ...]) -> None:
+def require(config: pytest.Config, node: str, record: checks.CheckResult, ids: tuple[str, ...]) -> None:
     """Skip a probe when a check it depends on failed: a probe on a drifted node could pull from
     elsewhere or re-pull the pause image and hide the drift."""
     done = results_so_far(config, node)
@@ -252,11 +272,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if check_id is None:
         return report
     node = _item_node(item)
-    entry = check.catalogue(check_id)
+    entry = checks.catalogue(check_id)
     results = item.config.stash[RESULTS].setdefault(node, {})
     result = results.get(check_id) or item.stash.get(RECORD, None)
     if result is None:
-        result = check.CheckResult(entry.id, entry.name, entry.description, "pass", remediation=entry.remediation)
+        result = checks.CheckResult(entry.id, entry.name, entry.description, "pass", remediation=entry.remediation)
     result.duration += report.duration
     if report.skipped:
         result.status = "skip"

@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 
 import grpc
 
-from podinfra.check import PROBE_LABELS, PROBE_NAMESPACE
+from podinfra.checks import PROBE_LABELS, PROBE_NAMESPACE
 from podinfra.cri import Runtime
 
 UID_LABEL = "podinfra.io/probe-uid"

@@ -4,7 +4,6 @@ JSON and JUnit shapes, the parallel runner (with a stand-in for pytest), and the
 from __future__ import annotations
 
 import json
-import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -12,8 +11,10 @@ from pathlib import Path
 import pytest
 from pyinfra.api.exceptions import DeployError
 
-from podinfra import check, pki
-from podinfra.check import CheckResult, NodeReport
+from podinfra import check, checks, pki
+from podinfra.check import NodeReport
+from podinfra.checks import CheckResult
+from podinfra.inventory import load_inventory, parse_data
 from tests.node import nodeinfo
 
 DIGEST = "sha256:" + "a" * 64
@@ -24,7 +25,7 @@ def results(statuses: str) -> list[CheckResult]:
     names = {"p": "pass", "f": "fail", "s": "skip"}
     return [
         CheckResult(c.id, c.name, c.description, names[s], f"want {c.id}", f"got {c.id}", c.remediation, duration=0.5)
-        for c, s in zip(check.CHECKS, statuses, strict=True)
+        for c, s in zip(checks.CHECKS, statuses, strict=True)
     ]
 
 
@@ -51,14 +52,14 @@ def inventory(tmp_path: Path):
 
 
 def test_the_catalogue_has_eight_checks_each_with_a_remediation():
-    assert [c.id for c in check.CHECKS] == [str(i) for i in range(1, 9)]
-    assert len({c.name for c in check.CHECKS}) == 8
-    assert all(c.description and c.remediation for c in check.CHECKS)
-    assert check.catalogue("5").name == "pause"
+    assert [c.id for c in checks.CHECKS] == [str(i) for i in range(1, 9)]
+    assert len({c.name for c in checks.CHECKS}) == 8
+    assert all(c.description and c.remediation for c in checks.CHECKS)
+    assert checks.catalogue("5").name == "pause"
 
 
 def test_data_overrides_are_parsed_like_pyinfra():
-    assert check.parse_data(["a=true", "b=3", 'c=["x"]', "d=10.0.0.1:5100", "e="]) == {
+    assert parse_data(["a=true", "b=3", 'c=["x"]', "d=10.0.0.1:5100", "e="]) == {
         "a": True,
         "b": 3,
         "c": ["x"],
@@ -66,11 +67,11 @@ def test_data_overrides_are_parsed_like_pyinfra():
         "e": "",
     }
     with pytest.raises(Exception, match="KEY=VALUE"):
-        check.parse_data(["novalue"])
+        parse_data(["novalue"])
 
 
 def test_inventory_groups_group_data_and_overrides(inventory: Path):
-    inv = check.load_inventory(str(inventory), ["airgap_probe=10.0.0.1:5100"])
+    inv = load_inventory(str(inventory), ["airgap_probe=10.0.0.1:5100"])
     assert [h.name for h in inv.get_group("nodes")] == ["n1", "n2"]
     assert [h.name for h in inv.get_group("fleet")] == ["n1", "n2", "reg"]  # the file's own group
     n1 = inv.get_host("n1")
@@ -80,16 +81,19 @@ def test_inventory_groups_group_data_and_overrides(inventory: Path):
 
 
 def test_expectations_canonical_and_local_modes(inventory: Path):
-    inv = check.load_inventory(str(inventory), [f"pause_digest={DIGEST}", "airgap_probe=10.0.0.1:5100"])
+    inv = load_inventory(str(inventory), [f"pause_digest={DIGEST}", "airgap_probe=10.0.0.1:5100"])
     canonical = check.expectations(inv.get_host("n1"))
     assert canonical.sandbox_image == canonical.store_name == "registry.k8s.io/pause:3.10"
     assert (canonical.mirror_for, canonical.repository, canonical.digest) == ("registry.k8s.io", "pause", DIGEST)
-    assert canonical.airgap_probe == "10.0.0.1:5100" and canonical.probe_image == check.DEFAULT_PROBE_IMAGE
+    assert canonical.airgap_probe == "10.0.0.1:5100" and canonical.probe_image == checks.DEFAULT_PROBE_IMAGE
     local = check.expectations(inv.get_host("n2"))
     assert local.sandbox_image == f"10.0.0.2:5000/mirror/pause:3.10@{DIGEST}"
     assert local.store_name == f"10.0.0.2:5000/mirror/pause@{DIGEST}"
     assert local.mirror_for == "10.0.0.2:5000"
     assert "secret" not in repr(canonical)
+    # as podinfra check hands them to each node's run
+    for expected in (canonical, local):
+        assert checks.Expectations.from_json(json.loads(json.dumps(expected.to_json()))) == expected
 
 
 @pytest.mark.parametrize(
@@ -104,24 +108,24 @@ def test_expectations_canonical_and_local_modes(inventory: Path):
     ],
 )
 def test_bad_data_names_the_key(inventory: Path, data: str, key: str):
-    inv = check.load_inventory(str(inventory), [data])
+    inv = load_inventory(str(inventory), [data])
     with pytest.raises(DeployError, match=f"host n1: host data {key}"):
         check.expectations(inv.get_host("n1"), ask_registry=False)
 
 
 def test_probe_image_false_skips_check_8(inventory: Path):
-    inv = check.load_inventory(str(inventory), [f"pause_digest={DIGEST}", "check_probe_image=false"])
+    inv = load_inventory(str(inventory), [f"pause_digest={DIGEST}", "check_probe_image=false"])
     assert check.expectations(inv.get_host("n1")).probe_image is None
 
 
 def test_ssh_config_gives_each_node_its_inventory_ssh_data(inventory: Path, tmp_path: Path):
-    inv = check.load_inventory(str(inventory), ["ssh_strict_host_key_checking=yes"])
+    inv = load_inventory(str(inventory), ["ssh_strict_host_key_checking=yes"])
     text = check.ssh_config_text(inv.get_group("nodes"), tmp_path)
     n1 = text.split("Host n2")[0]
     for line in ("Host n1", "HostName 10.0.0.11", "User root", "IdentityFile /k", "StrictHostKeyChecking yes"):
         assert f"{line}\n" in n1
     assert f"ControlPath {tmp_path}/%C" in n1 and "BatchMode yes" in n1
-    inv = check.load_inventory(str(inventory), ["ssh_password=x"])
+    inv = load_inventory(str(inventory), ["ssh_password=x"])
     with pytest.raises(DeployError, match="ssh_password"):
         check.ssh_config_text(inv.get_group("nodes"), tmp_path)
 
@@ -132,7 +136,7 @@ def test_results_file_is_read_in_catalogue_order_and_gaps_fail(tmp_path: Path):
     path.write_text(json.dumps({"nodes": {"node1": list(reversed(entries[:7]))}}))
     report = check.read_results(path, "node1", 2.0)
     assert report is not None
-    assert [r.id for r in report.results] == [c.id for c in check.CHECKS]
+    assert [r.id for r in report.results] == [c.id for c in checks.CHECKS]
     assert report.results[7].status == "fail" and "not reported" in report.results[7].actual
     assert check.read_results(tmp_path / "missing.json", "node1", 1) is None
     assert check.read_results(path, "other", 1) is None
@@ -165,7 +169,7 @@ def test_terminal_report_is_a_table_then_the_failures_with_their_remediation():
     assert lines[3].split() == ["node2", "pass", "pass", "fail", "pass", "pass", "skip", "skip", "skip"]
     failure = text[text.index("FAIL node2 3 mirror") :]
     assert "expected:    want 3" in failure and "actual:      got 3" in failure
-    assert f"remediation: {check.catalogue('3').remediation}" in failure
+    assert f"remediation: {checks.catalogue('3').remediation}" in failure
     assert text.count("FAIL ") == 1
     assert lines[-1] == "2 nodes: 1 passed, 1 failed (12 checks passed, 1 failed, 3 skipped)"
 
@@ -196,27 +200,22 @@ def test_junit_has_a_suite_per_node_and_a_case_per_check():
     assert cases[5].find("skipped") is not None and cases[0].find("failure") is None
 
 
-FAKE_RUN = """
-import json, sys, time
-results, node, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
-time.sleep(delay)
-checks = [{"id": str(i), "name": "c", "description": "d", "status": "pass"} for i in range(1, 9)]
-json.dump({"nodes": {node: checks}}, open(results, "w"))
-"""
-
-
 def test_nodes_run_in_parallel_and_a_hung_node_times_out(inventory: Path, monkeypatch: pytest.MonkeyPatch):
     """Ten nodes taking 1 s each finish in about 1 s; a node that hangs is reported, not waited for."""
     hosts = [f"n{i}" for i in range(10)]
     (inventory.parent / "ten.py").write_text(f"nodes = {hosts!r}\n")
-    inv = check.load_inventory(str(inventory.parent / "ten.py"))
+    inv = load_inventory(str(inventory.parent / "ten.py"))
 
-    def fake(node, inventory, ssh_config, data, results):
-        return [sys.executable, "-c", FAKE_RUN, str(results), node, "30" if node == "n9" else "1"]
+    def fake_run(args: list[str], log: Path) -> None:  # in the forked child, as check.run_suite
+        node = next(a for a in args if a.startswith("--hosts=")).removeprefix("--hosts=ssh://")
+        results = next(a for a in args if a.startswith("--podinfra-results=")).split("=", 1)[1]
+        time.sleep(30 if node == "n9" else 1)
+        entries = [{"id": str(i), "name": "c", "description": "d", "status": "pass"} for i in range(1, 9)]
+        Path(results).write_text(json.dumps({"nodes": {node: entries}}))
 
-    monkeypatch.setattr(check, "_pytest_command", fake)
+    monkeypatch.setattr(check, "run_suite", fake_run)
     started = time.monotonic()
-    reports = check.run_nodes("inv.py", inv.get_group("nodes"), [], timeout=3, parallel=10, echo=False)
+    reports = check.run_nodes(inv.get_group("nodes"), {}, timeout=3, parallel=10, echo=False)
     elapsed = time.monotonic() - started
     assert [r.node for r in reports] == hosts
     assert all(not r.failed for r in reports[:9])

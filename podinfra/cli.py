@@ -7,19 +7,42 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from podinfra import commands as commands_module
-from podinfra import demo as demo_module
 from podinfra import table
-from podinfra.demo import StepFailed
-from podinfra.lab import lifecycle
-from podinfra.lab.state import DEFAULT_LAB, DEFAULT_SUBNET, DEFAULT_UPSTREAM_PORT, LabConfig, LabError
-from podinfra.reference import ReferenceError
-from podinfra.registry import RegistryError
-from podinfra.versions import VersionError, newest_kubernetes
+from podinfra.errors import PodinfraError
+from podinfra.lab.state import DEFAULT_LAB, DEFAULT_SUBNET, DEFAULT_UPSTREAM_PORT, LabConfig
+from podinfra.versions import UPSTREAM, newest_kubernetes
+
+
+def _later(module: str, function: str) -> Callable[[argparse.Namespace], Any]:
+    """A subcommand's function, imported when that subcommand runs: every command pays only for its own
+    imports (requests for the registry commands, pyinfra for check), not for all of them."""
+    return lambda args: getattr(importlib.import_module(module), function)(args)
+
+
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubernetes-version", action="append", default=[], help="pause for this minor (repeatable)")
+    p.add_argument("--image", action="append", default=[], help="any other image reference (repeatable)")
+    p.add_argument("--source", default=UPSTREAM, help=f"where {UPSTREAM} images are read from (a mirror of it)")
+    p.add_argument("--source-insecure", action="store_true", help="plain HTTP to the source")
+    p.add_argument("--source-ca-file", help="CA bundle for the source's TLS")
+    p.add_argument("--platform", action="append", default=[], help="limit to OS/ARCH[/VARIANT] (repeatable)")
+
+
+def add_destination_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--to", required=True, metavar="REGISTRY[/PREFIX]", help="the local registry")
+    p.add_argument("--insecure", action="store_true", help="plain HTTP to the destination (never the default)")
+    p.add_argument("--ca-file", help="CA bundle for the destination's TLS")
+    p.add_argument("--username", default=os.environ.get("PODINFRA_REGISTRY_USERNAME"))
+    p.add_argument("--password-file", help="file holding the destination password (or env PODINFRA_REGISTRY_PASSWORD)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def _lab_status(name: str, as_json: bool) -> None:
+    from podinfra.lab import lifecycle
+
     report = lifecycle.status(name)
     if as_json:
         print(json.dumps(report, indent=2))
@@ -53,22 +76,24 @@ def parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the whole story on the built-in lab: mirror, configure, verify")
     demo.add_argument("--nodes", type=int, default=3)
     demo.add_argument("--kubernetes-version", default=newest_kubernetes(), help="default: the newest in the catalogue")
-    demo.set_defaults(run=lambda a: demo_module.run(LabConfig(nodes=a.nodes), a.kubernetes_version))
+    demo.set_defaults(
+        run=lambda a: importlib.import_module("podinfra.demo").run(LabConfig(nodes=a.nodes), a.kubernetes_version)
+    )
     versions = commands.add_parser("versions", help="the pause tag per Kubernetes minor and containerd line")
     versions.add_argument("--json", action="store_true")
-    versions.set_defaults(run=commands_module.show_versions)
+    versions.set_defaults(run=_later("podinfra.commands", "show_versions"))
     mirror = commands.add_parser("mirror", help="copy pause (and other images) into a local registry")
-    commands_module.add_source_arguments(mirror)
-    commands_module.add_destination_arguments(mirror)
-    mirror.set_defaults(run=commands_module.mirror)
+    add_source_arguments(mirror)
+    add_destination_arguments(mirror)
+    mirror.set_defaults(run=_later("podinfra.commands", "mirror"))
     export = commands.add_parser("export", help="write images to an offline archive (OCI layout tar)")
-    commands_module.add_source_arguments(export)
+    add_source_arguments(export)
     export.add_argument("-o", "--output", required=True, help="archive path, e.g. bundle.tar")
-    export.set_defaults(run=commands_module.export)
+    export.set_defaults(run=_later("podinfra.commands", "export"))
     imp = commands.add_parser("import", help="push an offline archive into a local registry")
     imp.add_argument("archive")
-    commands_module.add_destination_arguments(imp)
-    imp.set_defaults(run=commands_module.import_)
+    add_destination_arguments(imp)
+    imp.set_defaults(run=_later("podinfra.commands", "import_"))
     check = commands.add_parser("check", help="prove that every node starts pod sandboxes from the right pause image")
     check.add_argument("inventory", help="pyinfra inventory file, e.g. inventories/lab.py")
     check.add_argument("--group", default="nodes", help="the inventory group to check (default: nodes)")
@@ -82,8 +107,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI")
     check.add_argument("--parallel", type=int, default=32, help="nodes checked at once (default 32)")
     check.add_argument("--timeout", type=float, default=300, help="seconds per node (default 300)")
-    # Imported when used: it loads pyinfra, half a second that every other command would pay.
-    check.set_defaults(run=lambda args: importlib.import_module("podinfra.check").run(args))
+    check.set_defaults(run=_later("podinfra.check", "run"))
     return top
 
 
@@ -93,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command != "lab":
             return int(args.run(args))
         if args.command == "lab":
+            from podinfra.lab import lifecycle
+
             if args.lab_command == "up":
                 lifecycle.up(LabConfig(args.name, args.subnet, args.nodes, args.upstream_port))
                 _lab_status(args.name, as_json=False)
@@ -102,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 lifecycle.reset(args.name)
             else:
                 _lab_status(args.name, args.json)
-    except (LabError, RegistryError, VersionError, ReferenceError, argparse.ArgumentTypeError, StepFailed) as exc:
+    except (PodinfraError, argparse.ArgumentTypeError) as exc:
         print(f"podinfra: {exc}", file=sys.stderr)
         return 2
     return 0

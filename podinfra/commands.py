@@ -7,34 +7,20 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from podinfra import archive, table, versions
-from podinfra.mirror import UPSTREAM, RegistrySource, Source, Summary, copy_image, registry_source
+from podinfra import table, versions
+from podinfra.mirror import RegistrySource, Source, Summary, copy_image, registry_source
 from podinfra.reference import Reference, parse, split_registry
 from podinfra.registry import RegistryClient
+from podinfra.versions import UPSTREAM
+
+COPIES_AT_ONCE = 4
 
 
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def add_source_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kubernetes-version", action="append", default=[], help="pause for this minor (repeatable)")
-    p.add_argument("--image", action="append", default=[], help="any other image reference (repeatable)")
-    p.add_argument("--source", default=UPSTREAM, help=f"where {UPSTREAM} images are read from (a mirror of it)")
-    p.add_argument("--source-insecure", action="store_true", help="plain HTTP to the source")
-    p.add_argument("--source-ca-file", help="CA bundle for the source's TLS")
-    p.add_argument("--platform", action="append", default=[], help="limit to OS/ARCH[/VARIANT] (repeatable)")
-
-
-def add_destination_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--to", required=True, metavar="REGISTRY[/PREFIX]", help="the local registry")
-    p.add_argument("--insecure", action="store_true", help="plain HTTP to the destination (never the default)")
-    p.add_argument("--ca-file", help="CA bundle for the destination's TLS")
-    p.add_argument("--username", default=os.environ.get("PODINFRA_REGISTRY_USERNAME"))
-    p.add_argument("--password-file", help="file holding the destination password (or env PODINFRA_REGISTRY_PASSWORD)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def requested_images(args: argparse.Namespace) -> list[Reference]:
@@ -75,7 +61,7 @@ def report(summary: Summary, as_json: bool, verb: str) -> None:
     print(
         f"\n{len(summary.images)} images, {len(platforms)} platforms, {summary.bytes_sent} bytes sent, "
         f"{summary.blobs_uploaded} blobs uploaded, {summary.blobs_skipped} skipped (present), "
-        f"{summary.blobs_mounted} mounted"
+        f"{summary.blobs_mounted} mounted; {summary.images_present} images complete there already"
     )
     if not summary.changed:
         print(f"nothing {verb}: the registry already holds every image")
@@ -87,17 +73,26 @@ def report(summary: Summary, as_json: bool, verb: str) -> None:
 def push_all(
     images: Sequence[tuple[Reference, Source, str]], args: argparse.Namespace, platforms: set[str] | None
 ) -> Summary:
+    """Copy `images` into the destination, a few at a time (the time goes on round trips, not bytes)."""
     dest, prefix = destination(args)
-    summary = Summary()
     held = dest.repositories()
-    for ref, source, reference in images:
+
+    def copy_one(image: tuple[Reference, Source, str]) -> Summary:
+        ref, source, reference = image
+        client = destination(args)[0]  # one per thread: a requests session is not made to be shared
         dest_repo = f"{prefix}/{ref.repository}" if prefix else ref.repository
         # The same image under another prefix can lend its blobs by cross-repository mount.
         name = ref.repository.rsplit("/", 1)[-1]
         kin = tuple(r for r in held if r != dest_repo and r.rsplit("/", 1)[-1] == name)
         progress(f"{ref} -> {dest.host}/{dest_repo}")
-        copy_image(source, reference, dest, dest_repo, ref.tag, summary, platforms, mount_from=kin, progress=progress)
-        held.append(dest_repo)
+        part = Summary()
+        copy_image(source, reference, client, dest_repo, ref.tag, part, platforms, mount_from=kin, progress=progress)
+        return part
+
+    summary = Summary()
+    with ThreadPoolExecutor(max_workers=COPIES_AT_ONCE) as pool:
+        for part in pool.map(copy_one, images):
+            summary.add(part)
     return summary
 
 
@@ -110,6 +105,8 @@ def mirror(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
+    from podinfra import archive  # tarfile: only for archives
+
     refs = requested_images(args)
     out = Path(args.output)
     entries = archive.export([(ref, source_for(ref, args)) for ref in refs], out, set(args.platform) or None)
@@ -121,6 +118,8 @@ def export(args: argparse.Namespace) -> int:
 
 
 def import_(args: argparse.Namespace) -> int:
+    from podinfra import archive  # tarfile: only for archives
+
     source, entries = archive.load(Path(args.archive))
     images = [(parse(str(e["annotations"][archive.NAME_ANNOTATION])), source, str(e["digest"])) for e in entries]
     summary = push_all(images, args, None)

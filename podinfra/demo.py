@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from podinfra import table, versions
+from podinfra.errors import PodinfraError
 from podinfra.lab import lifecycle
 from podinfra.lab.state import LabConfig
 
@@ -26,7 +27,7 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-class StepFailed(RuntimeError):
+class StepFailed(PodinfraError, RuntimeError):
     pass
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from podinfra.oci import INDEX_TYPES, MANIFEST_TYPES, Blob, digest_of, encode
 from podinfra.reference import Reference
 from podinfra.registry import RegistryClient, RegistryError
-
-UPSTREAM = "registry.k8s.io"
+from podinfra.versions import UPSTREAM
 
 
 class IntegrityError(RegistryError):
@@ -75,6 +74,14 @@ class Summary:
     blobs_skipped: int = 0
     blobs_mounted: int = 0
     manifests_pushed: int = 0
+    images_present: int = 0  # complete in the destination already: only their tags were asked
+
+    def add(self, other: Summary) -> None:
+        """Count in what another copy did (copies run in threads, each with its own summary)."""
+        self.images += other.images
+        for counter in fields(self):
+            if counter.name != "images":
+                setattr(self, counter.name, getattr(self, counter.name) + getattr(other, counter.name))
 
     @property
     def changed(self) -> bool:
@@ -94,16 +101,23 @@ def _wanted(platform: dict[str, str], platforms: set[str] | None) -> bool:
     return name in platforms or "/".join(name.split("/")[:2]) in platforms
 
 
+def read_top(source: Source, reference: str) -> Blob:
+    """The manifest or index `reference` names, verified when the reference is a digest."""
+    top = source.manifest(reference)
+    if reference.startswith("sha256:"):
+        verified(top.data, reference, None, f"manifest {source.name}@{reference}")
+    return top
+
+
 def walk(
-    source: Source, reference: str, platforms: set[str] | None = None
+    source: Source, reference: str, platforms: set[str] | None = None, top: Blob | None = None
 ) -> tuple[Blob, list[tuple[Blob, dict[str, str]]]]:
     """Read and verify the image `reference` names: (top manifest, [(platform manifest, platform)]).
 
     With `platforms`, an index is rewritten to list only those platforms (so it gets a new digest).
+    `top`: the top manifest when it was read already (`read_top`).
     """
-    top = source.manifest(reference)
-    if reference.startswith("sha256:"):
-        verified(top.data, reference, None, f"manifest {source.name}@{reference}")
+    top = top or read_top(source, reference)
     if top.media_type in MANIFEST_TYPES:
         return top, [(top, {})]
     if top.media_type not in INDEX_TYPES:
@@ -124,6 +138,12 @@ def walk(
     return top, children
 
 
+def _platforms(top: Blob) -> list[str]:
+    if top.media_type not in INDEX_TYPES:
+        return []
+    return [platform_name(d["platform"]) for d in json.loads(top.data)["manifests"] if d.get("platform")]
+
+
 def blob_descriptors(manifest: Blob) -> list[dict[str, Any]]:
     document = json.loads(manifest.data)
     return [document["config"], *document["layers"]]
@@ -140,8 +160,18 @@ def copy_image(
     mount_from: tuple[str, ...] = (),
     progress: Callable[[str], None] = lambda _: None,
 ) -> str:
-    """Copy one image (index or single manifest) and tag it; returns the top manifest digest."""
-    top, children = walk(source, reference, platforms)
+    """Copy one image (index or single manifest) and tag it; returns the top manifest digest.
+
+    When the destination's tag already names the source's digest, nothing more is read or sent: the
+    image is complete there, since registries refuse a manifest whose blobs or manifests they lack and
+    the tag is written last. (With `platforms` the index is rewritten, so the whole image is walked.)
+    """
+    top = read_top(source, reference)
+    if not platforms and dest.manifest_digest(dest_repo, tag or top.digest) == top.digest:
+        summary.images_present += 1
+        summary.images.append(_entry(source, reference, dest, dest_repo, tag, top, _platforms(top)))
+        return top.digest
+    top, children = walk(source, reference, platforms, top)
     for manifest, platform in children:
         for descriptor in blob_descriptors(manifest):
             digest, size = descriptor["digest"], descriptor["size"]
@@ -160,15 +190,19 @@ def copy_image(
     if dest.manifest_digest(dest_repo, tag or top.digest) != top.digest:
         dest.push_manifest(dest_repo, tag or top.digest, top)
         summary.manifests_pushed += 1
-    summary.images.append(
-        {
-            "source": f"{source.name}:{reference}",
-            "destination": f"{dest.host}/{dest_repo}:{tag}@{top.digest}"
-            if tag
-            else f"{dest.host}/{dest_repo}@{top.digest}",
-            "digest": top.digest,
-            "media_type": top.media_type,
-            "platforms": [platform_name(p) for _, p in children if p],
-        }
-    )
+    platforms_copied = [platform_name(p) for _, p in children if p]
+    summary.images.append(_entry(source, reference, dest, dest_repo, tag, top, platforms_copied))
     return top.digest
+
+
+def _entry(
+    source: Source, reference: str, dest: RegistryClient, repo: str, tag: str | None, top: Blob, platforms: list[str]
+) -> dict[str, Any]:
+    where = f"{dest.host}/{repo}:{tag}" if tag else f"{dest.host}/{repo}"
+    return {
+        "source": f"{source.name}:{reference}",
+        "destination": f"{where}@{top.digest}",
+        "digest": top.digest,
+        "media_type": top.media_type,
+        "platforms": platforms,
+    }

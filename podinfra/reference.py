@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from podinfra.errors import PodinfraError
+
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
@@ -13,7 +15,7 @@ _HOST = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9
 DOCKER_HUB = "docker.io"
 
 
-class ReferenceError(ValueError):  # noqa: A001 - the domain's own word
+class ReferenceError(PodinfraError, ValueError):  # noqa: A001 - the domain's own word
     """An image reference that cannot be pulled as written."""
 
 

@@ -14,10 +14,11 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from podinfra.errors import PodinfraError
 from podinfra.oci import ALL_MANIFEST_TYPES, Blob, digest_of
 
 
-class RegistryError(RuntimeError):
+class RegistryError(PodinfraError, RuntimeError):
     """A registry request failed; the message is one line an operator can act on."""
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import re
 
+from podinfra.errors import PodinfraError
+
+# Where Kubernetes publishes pause (and where nodes look for it unless told otherwise).
+UPSTREAM = "registry.k8s.io"
 KUBERNETES_PAUSE = {
     "1.24": "3.7",
     "1.25": "3.8",
@@ -25,7 +29,7 @@ KUBELET_FLAG_REMOVED = "1.35"
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+][0-9A-Za-z.-]+)?$")
 
 
-class VersionError(ValueError):
+class VersionError(PodinfraError, ValueError):
     """A version podinfra does not know; the message names the supported range."""
 
 

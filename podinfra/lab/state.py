@@ -9,6 +9,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from podinfra.errors import PodinfraError
+
 STATE_ROOT = Path(os.environ.get("PODINFRA_STATE_ROOT", "/var/lib/podinfra"))
 CACHE_DIR = Path(os.environ.get("PODINFRA_CACHE_DIR", "/var/cache/podinfra"))
 DEFAULT_LAB = "lab"
@@ -17,7 +19,7 @@ DEFAULT_UPSTREAM_PORT = 5100
 FIRST_NODE_HOST = 11  # .1 is the host's bridge, .2 the registry node
 
 
-class LabError(RuntimeError):
+class LabError(PodinfraError, RuntimeError):
     """The lab cannot do what was asked; the message says what to do."""
 
 

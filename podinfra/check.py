@@ -28,6 +28,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
@@ -324,8 +325,10 @@ def _stop(runs: Iterable[_Run], grace: float) -> None:
     deadline = time.monotonic() + grace
     for run in live:
         run.process.join(max(0.1, deadline - time.monotonic()))
-        if run.running():
-            os.killpg(run.process.pid or 0, signal.SIGKILL)
+        if run.running() and run.process.pid:
+            with suppress(ProcessLookupError):  # not yet in its own session: then SIGKILL it alone
+                os.killpg(run.process.pid, signal.SIGKILL)
+            run.process.kill()
             run.process.join()
 
 
@@ -361,6 +364,7 @@ def run_nodes(
                 node = waiting.pop(0)
                 results, log = workdir / f"{node}.json", workdir / f"{node}.log"
                 args = suite_args(node, ssh_config, expected_file, results)
+                log.touch(0o600)  # here, so that a run killed before it writes a word still has a (empty) log
                 process = forking.Process(target=run_suite, args=(args, log), name=f"check {node}")
                 process.start()
                 runs.append(_Run(node, process, results, log, time.monotonic()))
@@ -382,7 +386,7 @@ def run_nodes(
                 if echo:
                     state = "FAIL" if reports[run.node].failed else "PASS"
                     print(f"[check] {run.node}: {state} in {elapsed:.1f}s", file=sys.stderr, flush=True)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, SIGTERM, or our own failure: every node's run stops and removes its probes
         _stop(runs, grace=20)
         raise
     finally:

@@ -90,9 +90,12 @@ def push_all(
         return part
 
     summary = Summary()
-    with ThreadPoolExecutor(max_workers=COPIES_AT_ONCE) as pool:
+    pool = ThreadPoolExecutor(max_workers=COPIES_AT_ONCE)
+    try:
         for part in pool.map(copy_one, images):
             summary.add(part)
+    finally:  # after a failure (or Ctrl-C) the images not started yet are not started
+        pool.shutdown(cancel_futures=True)
     return summary
 
 

@@ -7,7 +7,6 @@ change digest. Byte-exact copies need the raw bytes end to end, hence this clien
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 from urllib.parse import urljoin, urlsplit
@@ -202,16 +201,28 @@ def _reason(exc: Exception) -> str:
     return exc.__class__.__name__
 
 
-@functools.cache
+_tag_digests: dict[tuple[str | None, ...], str | RegistryError] = {}
+
+
 def tag_digest(
     base_url: str, repo: str, tag: str, ca_file: str | None, username: str | None, password: str | None
 ) -> str:
-    """The digest `tag` names in a registry, asked once per run however many nodes need it."""
-    client = RegistryClient(base_url, ca_file=ca_file, username=username, password=password)
-    digest = client.manifest_digest(repo, tag)
-    if digest is None:
-        raise RegistryError(f"{client.host}/{repo}:{tag} is not in the registry: mirror it first (deploys/mirror.py)")
-    return digest
+    """The digest `tag` names in a registry, asked once per run however many nodes need it (a failure
+    too: an unreachable registry costs one timeout, not one per node)."""
+    key = (base_url, repo, tag, ca_file, username, password)
+    if key not in _tag_digests:
+        client = RegistryClient(base_url, ca_file=ca_file, username=username, password=password)
+        try:
+            digest = client.manifest_digest(repo, tag)
+            _tag_digests[key] = digest or RegistryError(
+                f"{client.host}/{repo}:{tag} is not in the registry: mirror it first (deploys/mirror.py)"
+            )
+        except RegistryError as e:
+            _tag_digests[key] = e
+    answer = _tag_digests[key]
+    if isinstance(answer, RegistryError):
+        raise answer
+    return answer
 
 
 def _error_codes(response: requests.Response) -> list[str]:

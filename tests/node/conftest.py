@@ -100,9 +100,12 @@ class Node:
     def once(self, command: str, *args: str) -> Any:
         """`run` for what does not change during a check run (config dump, files): asked of the node once."""
         key = (command, *args)
-        if key not in self.answers:
-            self.answers[key] = self.host.run(command, *args)
-        return self.answers[key]
+        if key in self.answers:
+            return self.answers[key]
+        result = self.host.run(command, *args)
+        if result.rc != 255:  # 255: ssh itself failed; ask again next time rather than repeat that
+            self.answers[key] = result
+        return result
 
     def run_input(self, command: str, data: bytes, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
         """`command` on the node with `data` on its stdin, which testinfra cannot give (secrets go this way)."""

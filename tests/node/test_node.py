@@ -355,21 +355,25 @@ def test_pause_holds_the_pods_namespaces(node: Node, cri: CRI, record, request):
 
         # Few execs (each is a runc exec on the node): one reads PID 1 and the addresses, one makes an orphan
         # (its parent, a subshell, exits at once) and watches what becomes of it.
-        init, _, seen = _sh(runtime, app, f"cat /proc/1/comm; {BUSYBOX} ip -o -4 addr show").partition("\n")
+        init, _, seen = _sh(runtime, app, f"{BUSYBOX} cat /proc/1/comm; {BUSYBOX} ip -o -4 addr show").partition("\n")
         steps.append(f"PID 1 is {init}")
         assert init == "pause", "; ".join(steps)
 
         orphan_script = (
-            f"pid=$( ({BUSYBOX} sleep 0.3 </dev/null >/dev/null 2>&1 & echo $!) ); "
-            "ppid=$(grep PPid /proc/$pid/status 2>/dev/null | cut -f2); "
-            "i=0; while [ -e /proc/$pid ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; "
-            "state=$(grep State /proc/$pid/status 2>/dev/null | cut -f2); "
-            'echo "$pid ${ppid:-gone} ${state:-reaped}"'
+            f"b={BUSYBOX}; pid=$( ($b sleep 0.3 </dev/null >/dev/null 2>&1 & echo $!) ); "
+            "ppid=$($b grep PPid /proc/$pid/status 2>/dev/null | $b cut -f2); "
+            "i=0; while [ -e /proc/$pid ] && [ $i -lt 50 ]; do $b sleep 0.1; i=$((i+1)); done; "
+            "if [ -e /proc/$pid ]; then state=$($b grep State /proc/$pid/status | $b cut -f2); else state=reaped; fi; "
+            'echo "$pid ${ppid:-gone} $state"'
         )
         orphan, parent, state = _sh(runtime, app, orphan_script).strip().split(" ", 2)
         steps.append(f"orphan {orphan} re-parented to {parent}, then {state}")
         record.actual = "; ".join(steps)
         assert parent in ("1", "gone") and state == "reaped", record.actual
+
+        steps.append(f"app sees {ip}" if f"inet {ip}/" in seen else f"app does not see {ip}: {seen.strip()[:200]}")
+        record.actual = "; ".join(steps)
+        assert f"inet {ip}/" in seen, record.actual
 
         runtime.stop_container(app, grace=0)
         killed = runtime.container_state(app)

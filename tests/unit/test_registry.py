@@ -3,7 +3,7 @@
 import pytest
 
 from podinfra import oci
-from podinfra.registry import RegistryClient, RegistryError
+from podinfra.registry import RegistryClient, RegistryError, tag_digest
 
 
 def test_push_skips_blobs_already_present(registry):
@@ -30,3 +30,18 @@ def test_unknown_tag_and_unreachable_registry_are_one_line_errors(registry):
         registry.get_manifest("pause", "nope")
     with pytest.raises(RegistryError, match="unreachable"):
         RegistryClient("http://127.0.0.1:9", timeout=2).get_manifest("pause", "3.10")
+
+
+def test_tag_digest_asks_each_registry_once_even_when_it_fails(monkeypatch: pytest.MonkeyPatch):
+    """podinfra check asks for the pause digest per node: an unreachable registry costs one timeout, not one each."""
+    asked = []
+
+    def unreachable(self, repo, reference):
+        asked.append((self.host, repo, reference))
+        raise RegistryError(f"registry {self.host} is unreachable")
+
+    monkeypatch.setattr(RegistryClient, "manifest_digest", unreachable)
+    for _ in range(3):
+        with pytest.raises(RegistryError, match="unreachable"):
+            tag_digest("https://10.0.0.9:5000", "pause", "3.10", None, None, None)
+    assert asked == [("10.0.0.9:5000", "pause", "3.10")]

@@ -46,6 +46,12 @@ def mem_available_kib() -> int:
     raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy (all cores, everything but idle and iowait), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Lab:
     name: str

@@ -75,6 +75,12 @@ def mirror_table(results: Results) -> str:
         )
     p, s = mirror["podinfra"], mirror["skopeo"]
     rows.append(["ratio podinfra/skopeo", ratio(p["cold"], s["cold"]), ratio(p["recopy"], s["recopy"]), "", "", ""])
+    if mirror.get("in_process", {}).get("cold"):
+        i = mirror["in_process"]
+        rows.append(["podinfra mirror, in-process (no start-up)", cell(i["cold"]), cell(i["recopy"]), "", "", ""])
+        rows.append(
+            ["ratio in-process/skopeo", ratio(i["cold"], s["cold"]), ratio(i["recopy"], s["recopy"]), "", "", ""]
+        )
     header = ["tool", "cold copy", "re-copy", "bytes sent, cold", "bytes sent, re-copy", "HTTP requests cold / re"]
     return table(header, rows)
 
@@ -83,8 +89,17 @@ def check_table(results: Results) -> str:
     check = results["check"]
     if not check["available"]:
         return f"Not available: {check['note']}"
-    rows = [[size, cell(data["seconds"]), data["outcome"]] for size, data in check["sizes"].items()]
-    return table(["nodes", "podinfra check", "outcome (last run)"], rows)
+    rows = []
+    for size, data in check["sizes"].items():
+        row = [size, cell(data["seconds"])]
+        if data.get("control_cpu"):
+            nodes = [m - c for m, c in zip(data["machine_cpu"], data["control_cpu"], strict=True)]
+            row += [cell(data["control_cpu"]), cell(nodes)]
+        rows.append([*row, data["outcome"]])
+    header = ["nodes", "podinfra check (wall)", "CPU of podinfra check", "CPU of the rest (the nodes)"]
+    if not any(data.get("control_cpu") for data in check["sizes"].values()):
+        header = header[:2]
+    return table([*header, "outcome (last run)"], rows)
 
 
 def scale_table(results: Results) -> str:
@@ -200,9 +215,14 @@ def plot(results: Results, path: Path) -> None:
         ax.legend()
     ax = axes[1][0]
     mirror = results["mirror"]
-    for offset, tool in ((-0.2, "podinfra"), (0.2, "skopeo")):
+    bars = [("podinfra", "podinfra mirror", colours["podinfra"]), ("skopeo", "skopeo sync", colours["skopeo"])]
+    if mirror.get("in_process", {}).get("cold"):
+        bars.insert(1, ("in_process", "podinfra, in-process", "lightsteelblue"))
+    width = 0.8 / len(bars)
+    for i, (tool, label, colour) in enumerate(bars):
+        offset = (i - (len(bars) - 1) / 2) * width
         medians, errors = spread([mirror[tool]["cold"], mirror[tool]["recopy"]])
-        ax.bar([offset, 1 + offset], medians, width=0.4, yerr=errors, capsize=3, label=tool, color=colours[tool])
+        ax.bar([offset, 1 + offset], medians, width=width, yerr=errors, capsize=3, label=label, color=colour)
     ax.set(title="Mirror: pause set, all platforms", ylabel="wall time (s)", xticks=[0, 1])
     ax.set_xticklabels(["cold copy", "re-copy"])
     ax.legend()
@@ -210,10 +230,21 @@ def plot(results: Results, path: Path) -> None:
     check = results["check"]
     if check["available"] and check["sizes"]:
         check_sizes = [int(size) for size in check["sizes"]]
-        medians, errors = spread([check["sizes"][str(s)]["seconds"] for s in check_sizes])
-        ax.errorbar(check_sizes, medians, yerr=errors, marker="o", capsize=3, color=colours["podinfra"])
-        ax.set(title="podinfra check", xlabel="nodes", ylabel="wall time (s)", xticks=check_sizes)
+        series = [("seconds", "wall time", colours["podinfra"])]
+        if all(check["sizes"][str(s)].get("control_cpu") for s in check_sizes):
+            for data in check["sizes"].values():
+                data["nodes_cpu"] = [m - c for m, c in zip(data["machine_cpu"], data["control_cpu"], strict=True)]
+            series += [
+                ("control_cpu", "CPU of podinfra check", "tab:purple"),
+                ("nodes_cpu", "CPU of the nodes", "grey"),
+            ]
+        for key, label, colour in series:
+            medians, errors = spread([check["sizes"][str(s)][key] for s in check_sizes])
+            ax.errorbar(check_sizes, medians, yerr=errors, marker="o", capsize=3, label=label, color=colour)
+        ax.set(title="podinfra check (2 cores for the tool and the nodes)", xlabel="nodes", ylabel="seconds")
+        ax.set_xticks(check_sizes)
         ax.set_ylim(bottom=0)
+        ax.legend()
     else:
         ax.axis("off")
         ax.text(0.5, 0.5, "podinfra check: not available", ha="center", va="center")
@@ -258,10 +289,7 @@ def node_notes(results: Results) -> list[str]:
 
 
 def mirror_notes(results: Results) -> list[str]:
-    podinfra, skopeo = results["mirror"]["podinfra"], results["mirror"]["skopeo"]
-    start = results["meta"]["startups"]["podinfra versions"]
-    work_cold = statistics.median(podinfra["cold"]) - start
-    work_recopy = statistics.median(podinfra["recopy"]) - start
+    podinfra = results["mirror"]["podinfra"]
     return [
         "podinfra: `podinfra mirror --kubernetes-version 1.30 --kubernetes-version 1.31 --kubernetes-version 1.34 "
         "--source UPSTREAM --source-insecure --to DEST --insecure --json`. skopeo: one `skopeo sync --all --src yaml "
@@ -274,22 +302,77 @@ def mirror_notes(results: Results) -> list[str]:
         "runs, so the proxy's overhead stays out of the times); HTTP requests counted there too. podinfra's own "
         f"`bytes_sent` (blob bytes uploaded) said {podinfra['reported_cold']:,} cold and "
         f"{podinfra['reported_recopy']:,} on the re-copy.",
-        f"Where podinfra's time goes: its process start alone (`podinfra versions`) takes {start:.2f} s, against "
-        f"{results['meta']['startups']['skopeo --version']:.2f} s for skopeo; less that, the copy itself takes about "
-        f"{work_cold:.2f} s cold (skopeo in all: {statistics.median(skopeo['cold']):.2f} s) and {work_recopy:.2f} s "
-        f"on the re-copy (skopeo in all: {statistics.median(skopeo['recopy']):.2f} s). Derived by subtraction of "
-        "medians, not measured directly.",
+    ] + where_mirror_time_goes(results)
+
+
+def where_mirror_time_goes(results: Results) -> list[str]:
+    podinfra, skopeo = results["mirror"]["podinfra"], results["mirror"]["skopeo"]
+    startups = results["meta"]["startups"]
+    lines = [
+        "The re-copy asks only for tags: podinfra reads the source's top manifest (index) and asks the "
+        "destination (HEAD) for the tag; when it already names that digest the image is complete there "
+        "(registries refuse a manifest whose blobs or manifests they lack, and podinfra writes the tag last), so "
+        "no platform manifest or blob is asked for. The three images are copied in parallel threads."
     ]
+    in_process = results["mirror"].get("in_process", {})
+    if not in_process.get("cold"):
+        return lines
+    cold, recopy = statistics.median(in_process["cold"]), statistics.median(in_process["recopy"])
+    skopeo_cold, skopeo_recopy = statistics.median(skopeo["cold"]), statistics.median(skopeo["recopy"])
+    startup = statistics.median(podinfra["cold"]) - cold
+    floor = startups.get("python -c pass")
+    lines.append(
+        "Where podinfra's time goes: the in-process row is the same command run through `podinfra.cli.main` in "
+        "a Python process that had imported podinfra already (as `deploys/mirror.py` copies inside pyinfra's "
+        f"process): {cold:.2f} s cold and {recopy:.3f} s for the re-copy, against {skopeo_cold:.2f} "
+        f"s and {skopeo_recopy:.2f} s for skopeo's whole run. The rest of `podinfra mirror`'s time is the "
+        f"interpreter's start and imports (requests above all): about {startup:.2f} "
+        "s, derived by subtraction of medians; skopeo, a Go binary, starts in "
+        f"{startups['skopeo --version']:.2f} s."
+        + (
+            f" A Python process that does nothing (`python -c pass`) takes {floor:.2f} s, against the "
+            f"{skopeo_recopy / 5:.3f} s a re-copy 5x faster than skopeo's would have in all: out of reach for a "
+            "command-line run in Python on this machine, met by the copy itself."
+            if floor
+            else ""
+        )
+    )
+    return lines
 
 
 def check_notes(results: Results) -> list[str]:
-    if not results["check"]["available"]:
+    check = results["check"]
+    if not check["available"]:
         return []
-    return [
+    lines = [
         "`podinfra check inventories/lab.py --limit nodeK... --json FILE` on nodes configured by deploys/node.py, "
         "the probe image mirrored; the sizes ran in alternation. Wall time of the whole command; the outcome "
         "column says whether the nodes passed, since a failing check can end early.",
     ]
+    sizes = check["sizes"]
+    if not all(sizes[k].get("control_cpu") for k in sizes) or not {"1", "10"} <= set(sizes):
+        return lines
+    control = {k: statistics.median(sizes[k]["control_cpu"]) for k in ("1", "10")}
+    nodes = {
+        k: statistics.median([m - c for m, c in zip(sizes[k]["machine_cpu"], sizes[k]["control_cpu"], strict=True)])
+        for k in ("1", "10")
+    }
+    one = statistics.median(sizes["1"]["seconds"])
+    cores = results["meta"].get("cores") or 2
+    lines += [
+        "CPU of podinfra check: user + system time of the command and every process it waited for (its forked "
+        "node runs, ssh), from getrusage. CPU of the rest: the whole machine's busy time over the same span "
+        "(/proc/stat) less that; it is the nodes' own work (sshd sessions, `containerd config dump`, ctr, curl, "
+        "containerd, shims, runc and CNI for the probe pods), plus whatever else ran on the machine then.",
+        f"Why 10 nodes do not fit in 2x here: the lab's nodes share this machine's {cores} cores with podinfra "
+        f"check. At 10 nodes the nodes' own work alone takes about {nodes['10']:.1f} CPU-seconds, at least "
+        f"{nodes['10'] / cores:.1f} s of wall time on {cores} cores, against 2 x {one:.2f} s = {2 * one:.2f} s. "
+        f"On a real fleet each node does that work on its own CPUs; what grows with the fleet on the control host "
+        f"is podinfra check's own CPU: {control['1']:.2f} s for 1 node, {control['10']:.2f} s for 10, about "
+        f"{(control['10'] - control['1']) / 9:.2f} s per added node (each node's run is forked from a process "
+        "that has imported pytest, testinfra and the suite's modules once).",
+    ]
+    return lines
 
 
 def scale_notes(results: Results) -> list[str]:
@@ -302,9 +385,9 @@ def scale_notes(results: Results) -> list[str]:
         "the nodes, as a share of one core (the kernel counts in 10 ms ticks, so 0.1% is one tick).",
         "inotify: the lab's processes all run as root on the host (no user namespace), so every lab on the machine "
         "draws on root's fs.inotify.max_user_instances; counted as the `anon_inode:inotify` descriptors of each "
-        "node's root-owned processes. A 20-node lab next to another engineer's 2-node lab exhausted it: 4 nodes hung "
-        "at boot (systemd stuck after network.target, no sshd), so these runs stop at 10 nodes and the runner "
-        "refuses a lab that would cross the limit.",
+        "node's root-owned processes. At the default limit (128) a 20-node lab next to another 2-node lab "
+        "exhausted it: 4 nodes hung at boot (systemd stuck after network.target, no sshd). `podinfra lab up` now "
+        "raises the limit before it boots anything, and the runner still refuses a lab that would cross it.",
     ]
     if results["scale"].get("lab_up_delta_mib") is not None:
         lines.append(
@@ -316,14 +399,21 @@ def scale_notes(results: Results) -> list[str]:
 
 
 def capacity(scale: dict[str, Any]) -> str:
-    """How many nodes fit: by memory (the larger of PSS and the MemAvailable drop per host), and by inotify."""
+    """How many nodes the machine holds, and what binds first: memory (the larger of PSS and the MemAvailable
+    drop per host) or root's inotify instances (shared by every lab on the machine)."""
     delta = scale.get("lab_up_delta_mib")
     per_node = max(statistics.median(scale["node_pss_mib"]), (delta or 0) / (scale["lab_nodes"] + 1))
-    by_memory = int((scale["mem_total_mib"] - 2048) / per_node)  # 2 GiB kept for the host, tools and registries
     per_host = max(scale["inotify_per_node"])
+    bounds = {
+        f"memory ({per_node:.0f} MiB per node, MemTotal less 2 GiB for the host, tools and registries)": int(
+            (scale["mem_total_mib"] - 2048) / per_node
+        ),
+        f"root's inotify instances ({per_host} per node, fs.inotify.max_user_instances = {scale['inotify_limit']}, "
+        "all labs together)": scale["inotify_limit"] // per_host,
+    }
+    binding = min(bounds, key=lambda k: bounds[k])
+    others = "; ".join(f"{name}: {count}" for name, count in bounds.items() if name != binding)
     return (
-        f"**about {scale['inotify_limit'] // per_host} lab hosts on the whole machine, all labs together**, bound by "
-        f"root's inotify instances ({per_host} per node, fs.inotify.max_user_instances = {scale['inotify_limit']}); "
-        f"memory alone would allow about {by_memory} at {per_node:.0f} MiB each (MemTotal less 2 GiB), idle CPU "
-        f"far more; a /24 lab holds at most 244"
+        f"**about {bounds[binding]} idle nodes**, bound by {binding}; {others}; one lab (a /24) holds at most 244. "
+        "Busy nodes are bound by the 2 cores long before that (see the CPU columns of `podinfra check`)"
     )

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -80,13 +81,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def bench_mirror(lab: Lab, runs: int, workdir: Path) -> dict[str, Any]:
     upstream = lab.state.upstream
-    data: dict[str, Any] = {tool: {"cold": [], "recopy": []} for tool in mirrorbench.TOOLS}
+    data: dict[str, Any] = {tool: {"cold": [], "recopy": []} for tool in (*mirrorbench.TOOLS, "in_process")}
     for i in range(runs):
         for tool in mirrorbench.TOOLS:
             progress(f"mirror run {i + 1}/{runs}: {tool} cold copy and re-copy")
             cold, again = mirrorbench.timed_pair(tool, upstream, workdir)
             data[tool]["cold"].append(cold.seconds)
             data[tool]["recopy"].append(again.seconds)
+        progress(f"mirror run {i + 1}/{runs}: podinfra in-process cold copy and re-copy")
+        seconds = mirrorbench.in_process_pair(upstream)
+        data["in_process"]["cold"].append(seconds[0])
+        data["in_process"]["recopy"].append(seconds[1])
     for tool in mirrorbench.TOOLS:
         progress(f"mirror: {tool} once more through the counting proxy")
         cold, again = mirrorbench.counted_pair(tool, upstream, workdir)
@@ -134,21 +139,24 @@ def check_available() -> bool:
 
 def probe_image() -> str | None:
     """The image check 8 runs, mirrored into the lab registry when the lab's upstream carries it."""
-    try:
-        from podinfra import check
-    except ImportError:
-        return None
-    value = getattr(check, "DEFAULT_PROBE_IMAGE", None)
-    return value if isinstance(value, str) else None
+    from podinfra.checks import DEFAULT_PROBE_IMAGE
+
+    return DEFAULT_PROBE_IMAGE
 
 
-def check_once(lab: Lab, names: list[str], workdir: Path) -> tuple[float, str]:
+def check_once(lab: Lab, names: list[str], workdir: Path) -> tuple[float, str, dict[str, float]]:
+    """Wall time, outcome, and CPU seconds: of podinfra check and its processes on this host ("control"), and
+    of the whole machine ("machine"), whose 2 cores also run the nodes' sshd, containerd, shims, runc and CNI."""
     report_file = workdir / "check.json"
     report_file.unlink(missing_ok=True)
     limits = [arg for name in names for arg in ("--limit", name)]
+    machine, children = labtools.busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = run([PODINFRA, "check", INVENTORY, *limits, "--json", str(report_file)], lab.env)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    control = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    cpu = {"control": control, "machine": labtools.busy_cpu_seconds() - machine}
     try:
         nodes = json.loads(report_file.read_text())["nodes"]
         passed = sum(1 for node in nodes if node.get("status") == "PASS")
@@ -156,7 +164,7 @@ def check_once(lab: Lab, names: list[str], workdir: Path) -> tuple[float, str]:
         outcome = f"{passed}/{len(nodes)} nodes pass" + (f" (failing: {', '.join(failed)})" if failed else "")
     except (OSError, ValueError, KeyError, TypeError):
         outcome = f"exit {result.returncode}, no JSON report: {(result.stderr or result.stdout).strip()[-200:]}"
-    return seconds, outcome
+    return seconds, outcome, cpu
 
 
 def bench_check(lab: Lab, sizes: list[int], runs: int, workdir: Path) -> dict[str, Any]:
@@ -176,13 +184,17 @@ def bench_check(lab: Lab, sizes: list[int], runs: int, workdir: Path) -> dict[st
     all_names = [n.name for n in lab.nodes[: max(sizes)]]
     progress(f"check: configuring {len(all_names)} node(s) with deploys/node.py first")
     nodebench.apply("podinfra", lab, all_names, workdir / "unused")
-    data: dict[str, Any] = {str(size): {"seconds": [], "outcome": ""} for size in sizes}
+    data: dict[str, Any] = {
+        str(size): {"seconds": [], "outcome": "", "control_cpu": [], "machine_cpu": []} for size in sizes
+    }
     for i in range(runs):
         for size in sizes:
             progress(f"check run {i + 1}/{runs}: {size} node(s)")
-            seconds, outcome = check_once(lab, all_names[:size], workdir)
+            seconds, outcome, cpu = check_once(lab, all_names[:size], workdir)
             data[str(size)]["seconds"].append(seconds)
             data[str(size)]["outcome"] = outcome
+            data[str(size)]["control_cpu"].append(cpu["control"])
+            data[str(size)]["machine_cpu"].append(cpu["machine"])
     return data
 
 
@@ -289,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": f"{os.cpu_count()} cores, "
                 f"{int(Path('/proc/meminfo').read_text().split()[1]) / 1024**2:.0f} GiB, Linux {platform.release()}",
                 "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+                "cores": os.cpu_count(),
                 "runs": args.runs,
                 "versions": versions(lab),
                 "minors": list(mirrorbench.MINORS),
@@ -312,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             "pyinfra --version": startup_seconds([PYINFRA, "--version"], samples),
             "ansible-playbook --version": startup_seconds([nodebench.ANSIBLE_PLAYBOOK, "--version"], samples),
             "skopeo --version": startup_seconds(["skopeo", "--version"], samples),
+            "python -c pass": startup_seconds([sys.executable, "-c", "pass"], samples),
         }
         results["meta"]["startups"] = startups
         results["equivalence"] = differences

@@ -139,6 +139,7 @@ def walk(
 
 
 def _platforms(top: Blob) -> list[str]:
+    """The platforms an index lists (after `walk`, only those copied); none for a single manifest."""
     if top.media_type not in INDEX_TYPES:
         return []
     return [platform_name(d["platform"]) for d in json.loads(top.data)["manifests"] if d.get("platform")]
@@ -190,8 +191,7 @@ def copy_image(
     if dest.manifest_digest(dest_repo, tag or top.digest) != top.digest:
         dest.push_manifest(dest_repo, tag or top.digest, top)
         summary.manifests_pushed += 1
-    platforms_copied = [platform_name(p) for _, p in children if p]
-    summary.images.append(_entry(source, reference, dest, dest_repo, tag, top, platforms_copied))
+    summary.images.append(_entry(source, reference, dest, dest_repo, tag, top, _platforms(top)))
     return top.digest
 
 

@@ -34,7 +34,7 @@ def debian_archive(sources: tuple[Path, ...] = SOURCES) -> str:
             found += re.findall(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+\S+", text, re.MULTILINE)
             for uri in found:
                 if uri.rstrip("/").endswith("/debian"):
-                    return uri.rstrip("/")
+                    return str(uri).rstrip("/")
     raise LabError("no Debian archive in the host's apt sources (/etc/apt/sources.list*): the lab needs one")
 
 

@@ -20,8 +20,6 @@ _ssh = {
     # The lab's upstream stands in for registry.k8s.io, on the control host's loopback.
     "pause_source": _state.upstream,
     "pause_source_insecure": True,
-    # The busybox probe image that `podinfra check` runs as an app container beside pause.
-    "mirror_images": ["registry.k8s.io/podinfra/probe:1"],
     "kubernetes_version": os.environ.get("PODINFRA_KUBERNETES_VERSION", newest_kubernetes()),
 }
 

@@ -1,6 +1,8 @@
-"""What `podinfra check` proves on a node: the catalogue of checks, what a node must show, and
-one check's result. Shared by the command (`podinfra.check`) and the node suite (`tests/node`),
-which runs once per node and so imports nothing heavy from here (no pyinfra, no requests).
+"""What `podinfra check` proves on a node: the catalogue of checks, what a node must show, and one
+check's result. Shared by the command (`podinfra.check`) and the node suite (`podinfra.suite`).
+
+Statuses are kube-bench's: PASS, FAIL, WARN (not proved: the check could not run, or passed only by
+a stated exception) and INFO (nothing to prove here, or facts worth knowing).
 
 >>> catalogue("2").name
 'config'
@@ -8,17 +10,17 @@ which runs once per node and so imports nothing heavy from here (no pyinfra, no 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-from podinfra.settings import NodeSettings
+from podinfra import versions
+from podinfra.hostdata import NodeData
+from podinfra.reference import cri_name
+from podinfra.registry import RegistryError
 
 PROBE_NAMESPACE = "podinfra-check"
 # Every probe sandbox carries this label and namespace; leftovers are found by both, never by one alone.
 PROBE_LABELS = {"app.kubernetes.io/managed-by": "podinfra-check"}
-DEFAULT_PROBE_IMAGE = "registry.k8s.io/podinfra/probe:1"
-STATUSES = ("pass", "fail", "skip")
+STATUSES = ("pass", "fail", "warn", "info")
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ CHECKS = (
     Check(
         "1",
         "runtime",
-        "The container runtime answers on its CRI socket (name and version)",
+        "The container runtime answers on its CRI socket, in a release the node's Kubernetes supports",
         "Start the runtime (systemctl start containerd, or crio) and look at its log (journalctl -u containerd); "
         "the socket must be /run/containerd/containerd.sock (containerd) or /var/run/crio/crio.sock (CRI-O), "
         "or set the node's cri_socket data.",
@@ -43,10 +45,11 @@ CHECKS = (
     Check(
         "2",
         "config",
-        "The runtime's effective config names the expected sandbox image, at the key paths of its version",
-        "Run deploys/node.py for this node: it sets the sandbox image at the key path of the runtime's config "
-        "version, removes keys the runtime ignores, and restarts the runtime. An `imports` drop-in that overrides "
-        "the sandbox image must go.",
+        "The running runtime uses the expected sandbox image: its effective config names it at its version's key "
+        "path, and no file it reads changed after it started",
+        "Run deploys/node.py for this node: it sets the sandbox image at the key path of the config version, "
+        "removes keys the runtime ignores, and restarts the runtime whenever its files are newer than the daemon. "
+        "An `imports` drop-in that overrides the sandbox image must go.",
     ),
     Check(
         "3",
@@ -59,12 +62,12 @@ CHECKS = (
         "4",
         "kubelet",
         "kubelet --pod-infra-container-image is the sandbox image below Kubernetes 1.35 and absent from 1.35",
-        "Run deploys/node.py for this node (it edits the kubelet flags file), then restart the kubelet.",
+        "Run deploys/node.py for this node: it edits the kubelet flags file and restarts the kubelet.",
     ),
     Check(
         "5",
         "pause",
-        "The pause image is in the runtime's image store with the expected digest, and pinned",
+        "The pause image is in the runtime's image store with the expected digest, and pinned against image GC",
         "Run deploys/node.py for this node: it pulls the pause image from the local registry and pins it. "
         "A wrong digest means the local registry holds another image under that tag: mirror it again.",
     ),
@@ -88,7 +91,14 @@ CHECKS = (
         "Pause holds the pod: PID 1 reaping orphans, the pod IP in the app container and kept across its restart, "
         "stopping the sandbox stops its containers",
         "Use the upstream pause image (or one built from its source): the sandbox image must reap children and "
-        "hold the network namespace. Mirror the probe image (check_probe_image) into the local registry.",
+        "hold the network namespace.",
+    ),
+    Check(
+        "9",
+        "running",
+        "Running pod sandboxes use the expected pause image (others are left from before an upgrade)",
+        "Nothing to do at once: sandboxes keep their pause until their pods are recreated (drain the node, or "
+        "roll the workloads); deploys/node.py unpins the old pause once no sandbox runs it.",
     ),
 )
 _BY_ID = {check.id: check for check in CHECKS}
@@ -101,38 +111,34 @@ def catalogue(check_id: str) -> Check:
 
 @dataclass(frozen=True)
 class Expectations:
-    """What a node must show, from its inventory data (``node_settings``) and the local registry.
+    """What a node must show: its inventory data and, from the local registry, the pause digest.
 
     ``sandbox_image``: what the runtime config names; ``store_name``: the name its image store files it
     under (a digest drops the tag); ``digest``: the pause index digest, from host data ``pause_digest``
-    or, when unset, asked of the local registry from here.
+    or, when unset, asked of the local registry from the control host.
     """
 
-    settings: NodeSettings
+    settings: NodeData
     sandbox_image: str
     store_name: str
     mirror_for: str
-    repository: str
     digest: str | None
     digest_source: str
-    airgap_probe: str | None
-    probe_image: str | None
-    probe_timeout: float
-    cri_socket: str | None
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON data: `podinfra check` hands it to each node's run in a file of its private
-        working directory (the pull password is in it)."""
-        data = asdict(self)
-        data["settings"]["ca"] = str(self.settings.ca) if self.settings.ca else None
-        return data
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Expectations:
-        settings = dict(data["settings"])
-        settings["ca"] = Path(settings["ca"]) if settings["ca"] else None
-        settings["mirrored"] = tuple(settings["mirrored"])
-        return cls(**{**data, "settings": NodeSettings(**settings)})
+def expectations(settings: NodeData, ask_registry: bool = True) -> Expectations:
+    """What a node with these (checked) `settings` must show."""
+    digest, source = settings.pause_digest, "host data pause_digest"
+    if digest is None and ask_registry:
+        try:
+            digest, source = settings.pause_digest_in_registry(), f"local registry {settings.local_registry}"
+        except RegistryError as e:
+            source = f"unknown: {e}"
+    elif digest is None:
+        source = "not asked"
+    sandbox = settings.sandbox_image(digest)
+    mirror_for = versions.UPSTREAM if settings.sandbox_image_mode == "canonical" else settings.local_registry
+    return Expectations(settings, sandbox, cri_name(sandbox), mirror_for, digest, source)
 
 
 @dataclass
@@ -142,8 +148,16 @@ class CheckResult:
     id: str
     name: str
     description: str
-    status: str  # pass, fail or skip
+    status: str  # one of STATUSES
     expected: str = ""
     actual: str = ""
     remediation: str = ""
     duration: float = 0.0
+
+    def warn(self, actual: str) -> None:
+        """Not proved, and why: the check could not run, or passed only by a stated exception."""
+        self.status, self.actual = "warn", actual
+
+    def info(self, actual: str) -> None:
+        """Nothing to prove on this node, or facts worth knowing."""
+        self.status, self.actual = "info", actual

@@ -12,7 +12,7 @@ from typing import Any
 
 from podinfra import table
 from podinfra.errors import PodinfraError
-from podinfra.lab.state import DEFAULT_LAB, DEFAULT_SUBNET, DEFAULT_UPSTREAM_PORT, LabConfig
+from podinfra.lab.state import CONTAINERD_LINES, DEFAULT_LAB, DEFAULT_SUBNET, DEFAULT_UPSTREAM_PORT, LabConfig
 from podinfra.versions import UPSTREAM, newest_kubernetes
 
 
@@ -40,6 +40,20 @@ def add_destination_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+def _lines(text: str) -> tuple[str, ...]:
+    return tuple(line.strip() for line in text.split(",") if line.strip())
+
+
+def _containerd_option(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--containerd",
+        type=_lines,
+        default=None,
+        metavar="LINE[,LINE...]",
+        help=f"containerd lines given to the nodes in turn, of {', '.join(CONTAINERD_LINES)} (default: {default})",
+    )
+
+
 def _lab_status(name: str, as_json: bool) -> None:
     from podinfra.lab import lifecycle
 
@@ -47,8 +61,11 @@ def _lab_status(name: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    rows = [(n["name"], n["group"], n["address"], n["state"]) for n in report["nodes"]]
-    print(table.render(("NODE", "GROUP", "ADDRESS", "STATE"), rows))
+    rows = [
+        (n["name"], n["group"], n["address"], f"{n['containerd_version'] or n['containerd']}", n["state"])
+        for n in report["nodes"]
+    ]
+    print(table.render(("NODE", "GROUP", "ADDRESS", "CONTAINERD", "STATE"), rows))
     upstream = report["registries"]["upstream"]
     print(f"\nupstream registry  {upstream['address']} ({upstream['state']}, {upstream['reachable_from']})")
     print(f"local registry     {report['registries']['local']['address']} on node 'registry'")
@@ -69,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=3, help="Kubernetes nodes, besides the registry node")
     up.add_argument("--subnet", default=DEFAULT_SUBNET)
     up.add_argument("--upstream-port", type=int, default=DEFAULT_UPSTREAM_PORT)
+    _containerd_option(up, ",".join(CONTAINERD_LINES))
     lab_commands.add_parser("down", parents=[named], help="remove everything the lab made")
     lab_commands.add_parser("reset", parents=[named], help="nodes back to their fresh runtime state")
     status = lab_commands.add_parser("status", parents=[named], help="nodes, registries, SSH key and inventory")
@@ -76,9 +94,8 @@ def parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the whole story on the built-in lab: mirror, configure, verify")
     demo.add_argument("--nodes", type=int, default=3)
     demo.add_argument("--kubernetes-version", default=newest_kubernetes(), help="default: the newest in the catalogue")
-    demo.set_defaults(
-        run=lambda a: importlib.import_module("podinfra.demo").run(LabConfig(nodes=a.nodes), a.kubernetes_version)
-    )
+    _containerd_option(demo, "the lines that Kubernetes version supports")
+    demo.set_defaults(run=_later("podinfra.demo", "main"))
     versions = commands.add_parser("versions", help="the pause tag per Kubernetes minor and containerd line")
     versions.add_argument("--json", action="store_true")
     versions.set_defaults(run=_later("podinfra.commands", "show_versions"))
@@ -94,17 +111,21 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("archive")
     add_destination_arguments(imp)
     imp.set_defaults(run=_later("podinfra.commands", "import_"))
+    probe = commands.add_parser("probe-image", help="build check 8's probe image here and push it into a registry")
+    add_destination_arguments(probe)
+    probe.add_argument("--busybox", default="/bin/busybox", help="a static busybox (Debian: busybox-static)")
+    probe.set_defaults(run=_later("podinfra.probe_image", "run"))
     check = commands.add_parser("check", help="prove that every node starts pod sandboxes from the right pause image")
     check.add_argument("inventory", help="pyinfra inventory file, e.g. inventories/lab.py")
-    check.add_argument("--group", default="nodes", help="the inventory group to check (default: nodes)")
+    check.add_argument("--group", help="the inventory group to check (default: host data podinfra_node_group, nodes)")
     check.add_argument(
         "--limit", action="append", default=[], metavar="NODE", help="check only these nodes (repeatable)"
     )
     check.add_argument(
         "--data", action="append", default=[], metavar="KEY=VALUE", help="override host data, as pyinfra"
     )
-    check.add_argument("--json", metavar="FILE", help="write a kube-bench-like JSON report")
-    check.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI")
+    check.add_argument("--json", metavar="FILE", help="write kube-bench's JSON report (- for standard output)")
+    check.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI (- for standard output)")
     check.add_argument("--parallel", type=int, default=32, help="nodes checked at once (default 32)")
     check.add_argument("--timeout", type=float, default=300, help="seconds per node (default 300)")
     check.set_defaults(run=_later("podinfra.check", "run"))
@@ -120,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             from podinfra.lab import lifecycle
 
             if args.lab_command == "up":
-                lifecycle.up(LabConfig(args.name, args.subnet, args.nodes, args.upstream_port))
+                lines = args.containerd or CONTAINERD_LINES
+                lifecycle.up(LabConfig(args.name, args.subnet, args.nodes, args.upstream_port, lines))
                 _lab_status(args.name, as_json=False)
             elif args.lab_command == "down":
                 lifecycle.down(args.name)

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from cri_api.v1 import api_pb2 as cri
@@ -31,7 +32,18 @@ CRIO_SOCKET = "/var/run/crio/crio.sock"
 
 
 class CRIError(RuntimeError):
-    """The runtime did not do what a probe asked."""
+    """The runtime did not do what a probe asked: one line, ``RPC: CODE: the runtime's message``."""
+
+    def __init__(self, message: str, code: str = ""):
+        super().__init__(message)
+        self.code = code
+
+
+def _one_line(method: str, error: grpc.RpcError) -> CRIError:
+    code = error.code()
+    name = code.name if code is not None else "UNKNOWN"
+    details = " ".join(str(error.details() or "no details").split())
+    return CRIError(f"{method}: {name}: {details}", name)
 
 
 @contextmanager
@@ -101,20 +113,44 @@ class Runtime:
     def close(self) -> None:
         self.channel.close()
 
+    def _call(self, method: str, rpc: Any, request: Any, timeout: float) -> Any:
+        try:
+            return rpc(request, timeout=timeout)
+        except grpc.RpcError as error:
+            raise _one_line(method, error) from None
+
+    def status_config(self) -> dict[str, Any]:
+        """The runtime's own view of its CRI config (``Status(verbose)``'s ``config``): containerd 1.x
+        reports ``sandboxImage`` and ``registry.configPath`` there; 2.x keeps them in its images plugin."""
+        reply = self._call("Status", self.runtime.Status, cri.StatusRequest(verbose=True), self.timeout)
+        try:
+            found = json.loads(reply.info.get("config", "{}"))
+        except ValueError:
+            return {}
+        return found if isinstance(found, dict) else {}
+
     def version(self) -> tuple[str, str]:
-        reply = self.runtime.Version(cri.VersionRequest(), timeout=self.timeout)
+        reply = self._call("Version", self.runtime.Version, cri.VersionRequest(), timeout=self.timeout)
         return reply.runtime_name, reply.runtime_version
 
     def pull(self, image: str) -> str:
         return str(
-            self.images.PullImage(
-                cri.PullImageRequest(image=cri.ImageSpec(image=image)), timeout=self.timeout
+            self._call(
+                "PullImage",
+                self.images.PullImage,
+                cri.PullImageRequest(image=cri.ImageSpec(image=image)),
+                timeout=self.timeout,
             ).image_ref
         )
 
     def image_status(self, image: str) -> ImageInfo | None:
         """The image service's record of `image` (a name or an id), or None when it has none."""
-        reply = self.images.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec(image=image)), timeout=self.timeout)
+        reply = self._call(
+            "ImageStatus",
+            self.images.ImageStatus,
+            cri.ImageStatusRequest(image=cri.ImageSpec(image=image)),
+            timeout=self.timeout,
+        )
         if not reply.HasField("image") or not reply.image.id:
             return None
         found = reply.image
@@ -124,7 +160,7 @@ class Runtime:
         self,
         name: str,
         uid: str,
-        namespace: str = "podinfra-probe",
+        namespace: str = "default",
         share_pid: bool = False,
         labels: dict[str, str] | None = None,
     ) -> str:
@@ -132,21 +168,26 @@ class Runtime:
         config = cri.PodSandboxConfig(
             metadata=cri.PodSandboxMetadata(name=name, uid=uid, namespace=namespace),
             hostname=name,
-            labels={"app.kubernetes.io/managed-by": "podinfra"} if labels is None else labels,
+            labels=labels or {},
             linux=cri.LinuxPodSandboxConfig(
                 security_context=cri.LinuxSandboxSecurityContext(
                     namespace_options=cri.NamespaceOption(network=cri.POD, pid=pid_mode, ipc=cri.POD)
                 )
             ),
         )
-        reply = self.runtime.RunPodSandbox(cri.RunPodSandboxRequest(config=config), timeout=self.timeout)
+        reply = self._call(
+            "RunPodSandbox", self.runtime.RunPodSandbox, cri.RunPodSandboxRequest(config=config), timeout=self.timeout
+        )
         # CreateContainer must be given the sandbox's config again.
         self._sandbox_configs[str(reply.pod_sandbox_id)] = config
         return str(reply.pod_sandbox_id)
 
     def sandbox_status(self, sandbox_id: str) -> SandboxStatus:
-        reply = self.runtime.PodSandboxStatus(
-            cri.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=True), timeout=self.timeout
+        reply = self._call(
+            "PodSandboxStatus",
+            self.runtime.PodSandboxStatus,
+            cri.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=True),
+            timeout=self.timeout,
         )
         info = json.loads(reply.info.get("info", "{}"))
         return SandboxStatus(
@@ -161,18 +202,57 @@ class Runtime:
     def sandboxes(self, namespace: str | None = None, labels: dict[str, str] | None = None) -> list[str]:
         """Sandbox ids, Ready or not, in `namespace` (any when None) carrying all of `labels`."""
         request = cri.ListPodSandboxRequest(filter=cri.PodSandboxFilter(label_selector=labels or {}))
-        reply = self.runtime.ListPodSandbox(request, timeout=self.timeout)
+        reply = self._call("ListPodSandbox", self.runtime.ListPodSandbox, request, timeout=self.timeout)
         return [s.id for s in reply.items if namespace is None or s.metadata.namespace == namespace]
+
+    def sandbox_images(self) -> list[tuple[str, str]]:
+        """(NAMESPACE/NAME, pause image) of every Ready sandbox."""
+        request = cri.ListPodSandboxRequest(
+            filter=cri.PodSandboxFilter(state=cri.PodSandboxStateValue(state=cri.SANDBOX_READY))
+        )
+        reply = self._call("ListPodSandbox", self.runtime.ListPodSandbox, request, self.timeout)
+        return [(f"{s.metadata.namespace}/{s.metadata.name}", self.sandbox_status(s.id).image) for s in reply.items]
 
     def stop_sandbox(self, sandbox_id: str) -> None:
         """Stop the sandbox and, with it, every container in it."""
-        self.runtime.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=self.timeout)
+        self._call(
+            "StopPodSandbox",
+            self.runtime.StopPodSandbox,
+            cri.StopPodSandboxRequest(pod_sandbox_id=sandbox_id),
+            timeout=self.timeout,
+        )
 
-    def remove_sandbox(self, sandbox_id: str) -> None:
-        """Stop and remove the sandbox; the runtime removes its containers too."""
-        self.stop_sandbox(sandbox_id)
-        self.runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=self.timeout)
+    def remove_sandbox(self, sandbox_id: str, tries: int = 3) -> None:
+        """Stop and remove the sandbox with its containers. Each container is stopped and removed first:
+        a container whose task was still starting when the sandbox stopped makes RemovePodSandbox fail
+        ("cannot delete running task"), so that is tried again."""
+        for attempt in range(tries):
+            try:
+                for container in self.containers(sandbox_id):
+                    self.stop_container(container)
+                    self.remove_container(container)
+                self.stop_sandbox(sandbox_id)
+                self._call(
+                    "RemovePodSandbox",
+                    self.runtime.RemovePodSandbox,
+                    cri.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id),
+                    self.timeout,
+                )
+                break
+            except CRIError as error:
+                if error.code == "NOT_FOUND" and sandbox_id not in self.sandboxes():
+                    break
+                if attempt == tries - 1:
+                    raise
+                time.sleep(0.5)
         self._sandbox_configs.pop(sandbox_id, None)
+
+    def containers(self, sandbox_id: str) -> list[str]:
+        """The ids of the sandbox's containers, whatever their state."""
+        request = cri.ListContainersRequest(filter=cri.ContainerFilter(pod_sandbox_id=sandbox_id))
+        return [
+            c.id for c in self._call("ListContainers", self.runtime.ListContainers, request, self.timeout).containers
+        ]
 
     def create_container(
         self, sandbox_id: str, name: str, image: str, command: list[str], attempt: int = 0, share_pid: bool = False
@@ -192,35 +272,56 @@ class Runtime:
                 )
             ),
         )
-        reply = self.runtime.CreateContainer(
+        reply = self._call(
+            "CreateContainer",
+            self.runtime.CreateContainer,
             cri.CreateContainerRequest(pod_sandbox_id=sandbox_id, config=config, sandbox_config=sandbox),
             timeout=self.timeout,
         )
         return str(reply.container_id)
 
     def start_container(self, container_id: str) -> None:
-        self.runtime.StartContainer(cri.StartContainerRequest(container_id=container_id), timeout=self.timeout)
+        self._call(
+            "StartContainer",
+            self.runtime.StartContainer,
+            cri.StartContainerRequest(container_id=container_id),
+            timeout=self.timeout,
+        )
 
     def stop_container(self, container_id: str, grace: int = 0) -> None:
         """Stop with SIGTERM, then SIGKILL after `grace` seconds (0: SIGKILL at once)."""
-        self.runtime.StopContainer(
-            cri.StopContainerRequest(container_id=container_id, timeout=grace), timeout=self.timeout + grace
+        self._call(
+            "StopContainer",
+            self.runtime.StopContainer,
+            cri.StopContainerRequest(container_id=container_id, timeout=grace),
+            timeout=self.timeout + grace,
         )
 
     def remove_container(self, container_id: str) -> None:
-        self.runtime.RemoveContainer(cri.RemoveContainerRequest(container_id=container_id), timeout=self.timeout)
+        self._call(
+            "RemoveContainer",
+            self.runtime.RemoveContainer,
+            cri.RemoveContainerRequest(container_id=container_id),
+            timeout=self.timeout,
+        )
 
     def container_state(self, container_id: str) -> str:
         """``CONTAINER_CREATED``, ``CONTAINER_RUNNING``, ``CONTAINER_EXITED`` or ``CONTAINER_UNKNOWN``."""
-        reply = self.runtime.ContainerStatus(
-            cri.ContainerStatusRequest(container_id=container_id), timeout=self.timeout
+        reply = self._call(
+            "ContainerStatus",
+            self.runtime.ContainerStatus,
+            cri.ContainerStatusRequest(container_id=container_id),
+            timeout=self.timeout,
         )
         return str(cri.ContainerState.Name(reply.status.state))
 
     def exec_sync(self, container_id: str, cmd: list[str], timeout: int = 10) -> ExecResult:
         """Run `cmd` in the container and wait for it, at most `timeout` seconds."""
-        reply = self.runtime.ExecSync(
-            cri.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout), timeout=self.timeout + timeout
+        reply = self._call(
+            "ExecSync",
+            self.runtime.ExecSync,
+            cri.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout),
+            timeout=self.timeout + timeout,
         )
         return ExecResult(
             int(reply.exit_code), reply.stdout.decode(errors="replace"), reply.stderr.decode(errors="replace")

@@ -13,11 +13,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from podinfra import table, versions
 from podinfra.errors import PodinfraError
 from podinfra.lab import lifecycle
-from podinfra.lab.state import LabConfig
+from podinfra.lab.state import CONTAINERD_LINES, LabConfig
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -51,9 +52,21 @@ def deploy(name: str, env: dict[str, str]) -> dict[str, int]:
     return totals
 
 
+def main(args: Any) -> int:
+    """`podinfra demo`: the lab's containerd lines default to those the Kubernetes version supports."""
+    versions.pause_tag(args.kubernetes_version)  # an unsupported version stops here, before the lab is touched
+    lines = args.containerd or tuple(
+        line for line in CONTAINERD_LINES if versions.containerd_supported(args.kubernetes_version, line)
+    )
+    return run(LabConfig(nodes=args.nodes, containerd=lines), args.kubernetes_version)
+
+
 def run(config: LabConfig, kubernetes_version: str) -> int:
     versions.pause_tag(kubernetes_version)  # an unsupported version stops here, before the lab is touched
-    say(f"== 1/5 lab: {config.nodes} nodes, a registry node, an upstream registry (podinfra lab up)")
+    say(
+        f"== 1/5 lab: {config.nodes} nodes (containerd {', '.join(config.containerd)}), a registry node, "
+        "an upstream registry (podinfra lab up)"
+    )
     lifecycle.up(config)
     env = {**os.environ, "PODINFRA_LAB": config.name, "PODINFRA_KUBERNETES_VERSION": kubernetes_version}
     steps = [

@@ -1,53 +1,112 @@
-"""pyinfra facts about a node's container runtime."""
+"""pyinfra facts about a node's container runtime, kubelet and registry.
+
+from podinfra.facts import ContainerdDaemon, ContainerdVersion
+
+version = host.get_fact(ContainerdVersion)        # "2.1.9", or None without containerd
+daemon = host.get_fact(ContainerdDaemon)          # what the running daemon reads
+daemon.changed_since_start()                      # ["/etc/containerd/config.toml"]: a restart is pending
+"""
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api.facts import FactBase
 
-from podinfra.runtime_config import containerd_version_from_output, crio_version_from_output
+from podinfra.containerd import ctr, daemon
+from podinfra.containerd.shape import version_from_output
+from podinfra.runtime_config import crio_version_from_output
 
 
 class ContainerdVersion(FactBase[str | None]):
-    """containerd's version, e.g. ``"1.6.20"``, or None where containerd is not installed."""
+    """containerd's release, e.g. ``"1.6.20"``, or None where containerd is not installed."""
+
+    def requires_command(self) -> str:
+        return "containerd"
 
     def command(self) -> str:
-        return "containerd --version 2>/dev/null || true"
+        return "containerd --version"
 
     def process(self, output: list[str]) -> str | None:
-        return containerd_version_from_output("\n".join(output)) if output else None
+        return version_from_output("\n".join(output))
 
 
 class CrioVersion(FactBase[str | None]):
-    """CRI-O's version, e.g. ``"1.31.1"``, or None where CRI-O is not installed."""
+    """CRI-O's release, e.g. ``"1.31.1"``, or None where CRI-O is not installed."""
+
+    def requires_command(self) -> str:
+        return "crio"
 
     def command(self) -> str:
-        return "crio --version 2>/dev/null || true"
+        return "crio --version"
 
     def process(self, output: list[str]) -> str | None:
         return crio_version_from_output("\n".join(output))
 
 
-class TextFile(FactBase[str | None]):
-    """A file's whole text (trailing newlines kept as one), or None where it does not exist."""
+class ContainerdDaemon(FactBase[daemon.Daemon | None]):
+    """The running containerd: its PID and start time, the config file it was started with, the files
+    merged into that config with their mtimes, and the effective config (``config dump``)."""
 
-    def command(self, path: str) -> str:
-        quoted = "'" + path.replace("'", "'\\''") + "'"
-        return f"if [ -f {quoted} ]; then echo present; cat {quoted}; else echo absent; fi"
+    def requires_command(self) -> str:
+        return "containerd"
 
-    def process(self, output: list[str]) -> str | None:
-        if not output or output[0] != "present":
-            return None
-        return "\n".join(output[1:]) + "\n" if len(output) > 1 else ""
+    def command(self) -> str:
+        return daemon.PROBE
+
+    def process(self, output: list[str]) -> daemon.Daemon:
+        return daemon.parse(output)
 
 
-class PinnedImage(FactBase[str | None]):
-    """The image record for `image` in containerd's `k8s.io` namespace: "pinned", "present" or None."""
+class ContainerdImages(FactBase[dict[str, ctr.StoredImage]]):
+    """The images in containerd's ``k8s.io`` namespace (the CRI's), by name."""
 
-    def command(self, image: str) -> str:
-        quoted = "'" + image.replace("'", "'\\''") + "'"
-        return f"ctr -n k8s.io images ls 'name=={image}' 2>/dev/null | tail -n +2 | grep -F {quoted} || true"
+    def requires_command(self) -> str:
+        return "ctr"
 
-    def process(self, output: list[str]) -> str | None:
-        if not output:
-            return None
-        return "pinned" if "io.cri-containerd.pinned=pinned" in output[0] else "present"
+    def command(self) -> str:
+        return "ctr -n k8s.io images ls"
+
+    def process(self, output: list[str]) -> dict[str, ctr.StoredImage]:
+        return ctr.images("\n".join(output))
+
+    default = dict
+
+
+class ContainerImages(FactBase[set[str]]):
+    """The images containerd's ``k8s.io`` containers were made from (pod sandboxes: their pause)."""
+
+    def requires_command(self) -> str:
+        return "ctr"
+
+    def command(self) -> str:
+        return "ctr -n k8s.io containers ls"
+
+    def process(self, output: list[str]) -> set[str]:
+        return ctr.container_images("\n".join(output))
+
+    default = set
+
+
+class Installed(FactBase[bool]):
+    """Whether `command` is on the node's PATH (``command -v``)."""
+
+    def command(self, command: str) -> str:
+        return f"command -v {shlex.quote(command)} >/dev/null && echo yes || echo no"
+
+    def process(self, output: list[str]) -> bool:
+        return output == ["yes"]
+
+
+class HttpStatus(FactBase[str]):
+    """The HTTP status an anonymous request to `url` gets from the node ("000" when nothing answered)."""
+
+    def requires_command(self, url: str, cacert: str = "") -> str:
+        return "curl"
+
+    def command(self, url: str, cacert: str = "") -> str:
+        tls = f"--cacert {shlex.quote(cacert)} " if cacert else ""
+        return f"curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 {tls}{shlex.quote(url)} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> str:
+        return "".join(output).strip()

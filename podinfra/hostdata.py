@@ -1,28 +1,380 @@
-"""Inventory data podinfra reads, checked in one place before any host is touched.
+"""Inventory data podinfra reads, every key described once as a typed model, and checked before any
+host is touched.
 
-Every reader raises pyinfra's DeployError naming the host, the data key and the fix; values that
-may be secrets are never shown.
+From the models come: validation (pyinfra's DeployError naming the host, the key and the fix;
+values that may be secrets are never shown), "did you mean" for misspelt keys, numbers given for
+versions refused with "quote it", and the README's table of keys (``python -m podinfra.hostdata``
+prints it; a unit test keeps the README equal to it).
+
+    settings = node_settings(host)      # NodeData: what deploys/node.py applies and the checks expect
+    settings.pause_tag                  # "3.10" for kubernetes_version "1.31"
 """
 
-from __future__ import annotations
-
+import difflib
 import ipaddress
+import json
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pyinfra.api.exceptions import DeployError
 from pyinfra.api.host import Host
 
 from podinfra import pki, versions
 from podinfra.reference import Reference, ReferenceError, parse, split_registry
-from podinfra.settings import NodeSettings
 
+# Where the node deploy puts the registry CA on every node; the checks look for it there.
+NODE_CA = "/etc/podinfra/registry-ca.crt"
+DEFAULT_PROBE_IMAGE = "registry.k8s.io/podinfra/probe:1"
 DEFAULT_USERS = ("pull", "push")
+M = TypeVar("M", bound=BaseModel)
+
+
+def _v(check: Callable[[Any], Any], fix: str) -> BeforeValidator:
+    """A validator: `check(value)` is True (keep it), False (wrong: say `fix`), or the value to keep."""
+
+    def validate(value: Any) -> Any:
+        try:
+            result = check(value)
+        except (ValueError, TypeError, ReferenceError, pki.PkiError) as error:
+            detail = str(error)
+            raise ValueError(f"{fix} ({detail})" if detail and fix not in detail else fix) from None
+        if result is False:
+            raise ValueError(fix)
+        return value if result is True else result
+
+    return BeforeValidator(validate)
+
+
+def _is(*types: type) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+
+
+def _version(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise TypeError(
+            f'{value!r} is a number: quote it, as "1.31" in the inventory or --data \'KEY="1.31"\' on the command line'
+        )
+    if not isinstance(value, str):
+        raise TypeError('a string such as "1.31"')
+    versions.pause_tag(value)
+    return value
+
+
+def _registry_host(value: Any) -> str:
+    host, prefix = split_registry(value)
+    if prefix:
+        raise ValueError("a repository prefix goes in registry_prefix")
+    return host
+
+
+def _prefix(value: Any) -> str:
+    split_registry(f"x/{value}" if value.strip("/") else "x")
+    return str(value).strip("/")
+
+
+def _control_file(value: Any) -> Path:
+    if not isinstance(value, str) or not Path(value).is_file():
+        raise ValueError("")
+    return Path(value)
+
+
+def _ca(value: Any) -> Path | Literal["system"]:
+    if value == "system":
+        return "system"
+    path = _control_file(value)
+    pki.check_certificate(path)
+    return path
+
+
+def _node_path(value: Any) -> str:
+    text = str(value)
+    if not isinstance(value, str) or not PurePosixPath(text).is_absolute() or any(c in text for c in "\n\r\0"):
+        raise ValueError("")
+    return text
+
+
+def _count(least: int) -> Callable[[Any], bool]:
+    return lambda value: _is(int)(value) and value >= least
+
+
+def _image(value: Any) -> str:
+    parse(value)
+    return str(value)
+
+
+def _images(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise TypeError("")
+    return [_image(item) for item in value]
+
+
+def _registries(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise TypeError("")
+    return [_registry_host(item) for item in value]
+
+
+def _host_port(value: Any) -> str:
+    host, path = split_registry(value)
+    if path or ":" not in host:
+        raise ValueError("")
+    return host
+
+
+def _users(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in [*value, *value.values()]):
+        raise TypeError("")
+    pki.check_htpasswd_users(value)
+    return value
+
+
+def _secret_field(default: Any, description: str) -> Any:
+    return Field(default, description=description, json_schema_extra={"secret": True})
+
+
+PATH_FIX = "use an absolute path on the node"
+VersionText = Annotated[str, _v(_version, 'set it to the cluster\'s version, e.g. "1.31"')]
+RegistryHost = Annotated[str, _v(_registry_host, "give the registry as HOST[:PORT]")]
+Prefix = Annotated[str, _v(_prefix, "use lowercase path components such as mirror/k8s")]
+NodePath = Annotated[str, _v(_node_path, PATH_FIX)]
+ControlFile = Annotated[Path, _v(_control_file, "give the path of an existing file on the control host")]
+Flag = Annotated[bool, _v(_is(bool), "use true or false")]
+Name = Annotated[str, _v(lambda v: _is(str)(v) and bool(v), "use a non-empty string")]
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class NodeData(_Data):
+    """Host data of the nodes (``podinfra_node_group``): what ``deploys/node.py`` applies and the checks expect."""
+
+    kubernetes_version: VersionText = Field(
+        description='The node\'s Kubernetes minor, e.g. "1.31": it picks the pause tag (`podinfra versions`).'
+    )
+    local_registry: RegistryHost = Field(description="HOST[:PORT] of the registry the nodes pull from.")
+    registry_ca: Annotated[
+        Path | Literal["system"],
+        _v(
+            _ca, "give the path of the registry's CA file on the control host, or \"system\" for the nodes' trust store"
+        ),
+    ] = Field(description='CA file (on the control host) of the local registry; "system": the nodes\' trust store.')
+    registry_prefix: Prefix = Field(
+        "", description="Repository prefix the images are kept under in the local registry."
+    )
+    sandbox_image_mode: Annotated[
+        Literal["canonical", "local"], _v(lambda v: v in ("canonical", "local"), 'use "canonical" or "local"')
+    ] = Field(
+        "canonical",
+        description='"canonical": nodes keep registry.k8s.io/pause:TAG, hosts.toml sends it to the local registry; '
+        '"local": the sandbox image is the local reference, pinned by digest.',
+    )
+    registry_pull_user: Name = Field(
+        "pull", description="The nodes' registry user (read-only with deploys/registry.py)."
+    )
+    registry_pull_password: Annotated[str | None, _v(_is(str), "use a string")] = _secret_field(
+        None, "Its password; unset: anonymous pulls."
+    )
+    mirrored_registries: Annotated[
+        list[str], _v(_registries, 'use a list of registry hosts, e.g. ["registry.k8s.io"]')
+    ] = Field(["registry.k8s.io"], description="Registries whose pulls go to the local registry (a hosts.toml each).")
+    containerd_config: NodePath | None = Field(
+        None, description="containerd's config file; unset: the file the running daemon was started with."
+    )
+    containerd_certs_dir: NodePath = Field(
+        "/etc/containerd/certs.d", description="containerd's registry config_path (a hosts.toml per registry)."
+    )
+    kubelet_flags_file: NodePath = Field(
+        "/var/lib/kubelet/kubeadm-flags.env", description="kubeadm's kubelet flags file."
+    )
+    kubelet_flags_create: Flag = Field(
+        False, description="Write the kubelet flags file also where no kubelet is installed (yet)."
+    )
+    restart_batch: Annotated[int, _v(_count(1), "use a whole number of nodes, 1 or more")] = Field(
+        1, description="Nodes whose runtime (and kubelet) restart at once."
+    )
+    max_failed_nodes: Annotated[int, _v(_count(0), "use a whole number, 0 or more")] = Field(
+        0, description="Nodes that may fail to restart before later batches are left alone."
+    )
+    old_pause: Annotated[
+        Literal["unpin", "remove", "keep"],
+        _v(lambda v: v in ("unpin", "remove", "keep"), 'use "unpin", "remove" or "keep"'),
+    ] = Field("unpin", description="After an upgrade, what becomes of the previous pause once no sandbox runs it.")
+    pause_digest: Annotated[
+        str | None,
+        _v(lambda v: _is(str)(v) and v.startswith("sha256:") and len(v) == 71, "use sha256: and 64 hex digits"),
+    ] = Field(None, description="Checks: the pause digest nodes must hold; unset: the local registry's.")
+    airgap_probe: Annotated[str | None, _v(_host_port, "give the upstream HOST:PORT as the node would reach it")] = (
+        Field(None, description="Checks: an upstream HOST:PORT the node must not reach; unset: not checked (WARN).")
+    )
+    check_probe_image: Annotated[
+        str | Literal[False], _v(lambda v: v is False or _image(v), "give an image reference, or false")
+    ] = Field(
+        DEFAULT_PROBE_IMAGE,
+        description="Checks: the static busybox image check 8 runs beside pause (`podinfra probe-image`); "
+        "false: check 8 is not run (INFO).",
+    )
+    check_probe_timeout: Annotated[float, _v(lambda v: _is(int, float)(v) and v > 0, "use seconds, more than 0")] = (
+        Field(30.0, description="Checks: seconds for a probe sandbox to become Ready.")
+    )
+    cri_socket: Annotated[str | None, _v(_node_path, "use the absolute path of the runtime's socket on the node")] = (
+        Field(None, description="Checks: the CRI socket; unset: the runtime's usual one.")
+    )
+
+    @property
+    def pause_tag(self) -> str:
+        return versions.pause_tag(self.kubernetes_version)
+
+    @property
+    def pause_repository(self) -> str:
+        """The pause repository in the local registry, e.g. "pause" or "k8s/pause"."""
+        return f"{self.registry_prefix}/pause" if self.registry_prefix else "pause"
+
+    @property
+    def ca(self) -> Path | None:
+        """The CA file on the control host; None for the system trust store."""
+        return None if self.registry_ca == "system" else self.registry_ca
+
+    @property
+    def pull_credentials(self) -> tuple[str, str] | None:
+        return (self.registry_pull_user, self.registry_pull_password) if self.registry_pull_password else None
+
+    def pause_digest_in_registry(self) -> str:
+        """The digest the local registry holds for the pause tag, asked once a run (RegistryError if not)."""
+        from podinfra.registry import tag_digest  # requests: only for the callers that ask
+
+        user, password = self.pull_credentials or (None, None)
+        ca = str(self.ca) if self.ca else None
+        return tag_digest(f"https://{self.local_registry}", self.pause_repository, self.pause_tag, ca, user, password)
+
+    def sandbox_image(self, digest: str | None) -> str:
+        """The reference the runtime is told: the canonical name, or ("local" mode) the local
+        reference, pinned by `digest` when it is known."""
+        if self.sandbox_image_mode == "canonical":
+            return f"{versions.UPSTREAM}/pause:{self.pause_tag}"
+        local = f"{self.local_registry}/{self.pause_repository}:{self.pause_tag}"
+        return f"{local}@{digest}" if digest else local
+
+    def __repr_args__(self) -> Any:  # passwords stay out of repr
+        return [(k, "***" if k == "registry_pull_password" and v else v) for k, v in super().__repr_args__()]
+
+
+class RegistryData(_Data):
+    """Host data of the local registry's host (``podinfra_registry_group``): deploys/registry.py and mirror.py."""
+
+    registry_port: Annotated[
+        int, _v(lambda v: _is(int)(v) and 1 <= v <= 65535, "use a port number from 1 to 65535")
+    ] = Field(5000, description="The registry answers nodes on HTTPS port PORT.")
+    registry_data_dir: Annotated[
+        str, _v(lambda v: bool(_node_path(v)) and v.rstrip("/") != "", "use an absolute path other than /")
+    ] = Field("/var/lib/docker-registry", description="Where blobs and manifests are stored on the host.")
+    registry_address: Annotated[
+        str | None,
+        _v(lambda v: _is(str)(v) and bool(v) and "/" not in v, "use the IP address or DNS name nodes reach it at"),
+    ] = Field(None, description="The address nodes pull from (in the certificate); unset: ssh_hostname, or the name.")
+    podinfra_pki_dir: Annotated[
+        str, _v(lambda v: _is(str)(v) and Path(v).is_absolute(), "use an absolute path on the control host")
+    ] = Field(
+        "/var/lib/podinfra/pki",
+        description="On the control host: podinfra's CA and, per registry host, certificate, htpasswd, users.json.",
+    )
+    registry_users: Annotated[
+        dict[str, str] | None, _v(_users, 'use a mapping of user to password, e.g. {"pull": "..."}')
+    ] = _secret_field(None, "{user: password}; unset: pull and push with random passwords in PKI_DIR/HOST/users.json.")
+    registry_push_user: Name = Field(
+        "push", description="The one user that may push (deploys/mirror.py copies as it); the others only pull."
+    )
+    registry_tls: Annotated[
+        Literal["podinfra", "provided"],
+        _v(lambda v: v in ("podinfra", "provided"), 'use "podinfra" (certificate from podinfra\'s CA) or "provided"'),
+    ] = Field("podinfra", description='"podinfra": a certificate from podinfra\'s CA; "provided": the two below.')
+    registry_tls_cert: ControlFile | None = Field(
+        None, description="With registry_tls provided: the PEM certificate (and chain) on the control host."
+    )
+    registry_tls_key: ControlFile | None = Field(None, description="With registry_tls provided: its PEM key.")
+    registry_tls_ca: ControlFile | None = Field(
+        None, description="With registry_tls provided: the CA the health check verifies; unset: the trust store."
+    )
+
+
+class MirrorData(_Data):
+    """Host data of the local registry's host read by ``deploys/mirror.py``, besides the nodes' versions."""
+
+    pause_source: RegistryHost = Field(
+        versions.UPSTREAM, description="Where registry.k8s.io images are read from (a mirror of it, or itself)."
+    )
+    pause_source_insecure: Flag = Field(False, description="Plain HTTP to pause_source.")
+    pause_source_ca: ControlFile | None = Field(None, description="CA file for pause_source's TLS.")
+    registry_prefix: Prefix = Field("", description="Repository prefix in the local registry.")
+    mirror_images: Annotated[list[str], _v(_images, "use a list of image references")] = Field(
+        [], description="More images to copy into the local registry (beside pause and the check's probe)."
+    )
+
+
+class GroupData(_Data):
+    """Which inventory groups the deploy files and ``podinfra check`` act on."""
+
+    podinfra_node_group: Name = Field("nodes", description="The nodes' group.")
+    podinfra_registry_group: Name = Field("registry", description="The local registry's group.")
+
+
+MODELS = (NodeData, RegistryData, MirrorData, GroupData)
+KEYS = {name for model in MODELS for name in model.model_fields}
+# kubernetes_version is also read from registry hosts (the mirror deploy's own version, when set).
+_PYINFRA_PREFIXES = ("ssh_", "winrm_", "docker_", "chroot_", "_", "podman_", "local_", "terraform_")
+
+
+def _secret(model: type[BaseModel], name: str) -> bool:
+    extra = model.model_fields[name].json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("secret"))
+
+
+def fail(host: Host, key: str, fix: str, value: object = None, show: bool = False) -> DeployError:
+    shown = f"={value!r}" if show else ""
+    return DeployError(f"host {host.name}: host data {key}{shown}: {fix}")
+
+
+def misspelt(host: Host, data: Iterable[str]) -> None:
+    """Refuse a key that is not podinfra's but nearly is one (``airgap_prob``): silently ignored, it
+    would turn a check off or a setting back to its default."""
+    for name in data:
+        if name in KEYS or name.startswith(_PYINFRA_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, KEYS, n=1, cutoff=0.85)
+        if close:
+            raise fail(host, name, f"not a podinfra key: did you mean {close[0]}?")
+
+
+def read(model: type[M], host: Host) -> M:
+    """`model` from the host's data; DeployError naming the first wrong key and its fix."""
+    data: dict[str, Any] = host.data.dict()  # type: ignore[no-untyped-call]
+    misspelt(host, data)
+    given = {name: data[name] for name in model.model_fields if name in data and data[name] is not None}
+    try:
+        return model.model_validate(given)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0])
+        field = model.model_fields[name]
+        if first["type"] == "missing":
+            raise fail(host, name, f"required: {field.description}") from None
+        fix = str(first["msg"]).removeprefix("Value error, ")
+        raise fail(host, name, fix, given.get(name), show=not _secret(model, name)) from None
+
+
+def node_settings(host: Host) -> NodeData:
+    """The node's data (:class:`NodeData`), checked."""
+    return read(NodeData, host)
 
 
 @dataclass(frozen=True)
 class RegistrySettings:
+    """The registry host's data with its TLS material and htpasswd made (on the control host)."""
+
     port: int
     data_dir: str
     address: str
@@ -31,115 +383,50 @@ class RegistrySettings:
     ca: Path | None
     htpasswd: Path
     users: dict[str, str]
-
-
-_HIDDEN = object()
-
-
-def fail(host: Host, key: str, fix: str, value: object = _HIDDEN) -> DeployError:
-    shown = "" if value is _HIDDEN else f"={value!r}"
-    return DeployError(f"host {host.name}: host data {key}{shown}: {fix}")
-
-
-def control_file(host: Host, key: str) -> Path | None:
-    value = host.data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not Path(value).is_file():
-        raise fail(host, key, "give the path of an existing file on the control host", value)
-    return Path(value)
+    push_user: str
 
 
 def registry_settings(host: Host) -> RegistrySettings:
-    """Read and check all data first, so that a mistake costs nothing but the message."""
-    port: Any = host.data.get("registry_port", 5000)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise fail(host, "registry_port", "use a port number from 1 to 65535", port)
-    data_dir: Any = host.data.get("registry_data_dir", "/var/lib/docker-registry")
-    if not isinstance(data_dir, str) or not PurePosixPath(data_dir).is_absolute() or data_dir.rstrip("/") == "":
-        raise fail(host, "registry_data_dir", "use an absolute path other than /", data_dir)
-    address: Any = host.data.get("registry_address") or host.data.get("ssh_hostname") or host.name
-    if not isinstance(address, str) or not address or "/" in address:
-        raise fail(host, "registry_address", "use the IP address or DNS name nodes reach the registry at", address)
-    pki_dir: Any = host.data.get("podinfra_pki_dir", "/var/lib/podinfra/pki")
-    if not isinstance(pki_dir, str) or not Path(pki_dir).is_absolute():
-        raise fail(host, "podinfra_pki_dir", "use an absolute path on the control host", pki_dir)
-    host_dir = Path(pki_dir) / host.name
-
-    users: Any = host.data.get("registry_users")
-    if users is not None:
-        if not isinstance(users, dict) or not all(isinstance(v, str) for v in [*users, *users.values()]):
-            raise fail(host, "registry_users", 'use a mapping of user to password, e.g. {"pull": "..."}')
-        try:
-            pki.check_htpasswd_users(users)
-        except pki.PkiError as e:
-            raise fail(host, "registry_users", str(e)) from None
-
-    tls: Any = host.data.get("registry_tls", "podinfra")
-    if tls == "provided":
-        cert, key = control_file(host, "registry_tls_cert"), control_file(host, "registry_tls_key")
-        if cert is None or key is None:
+    """Read and check all data first, then make (or reuse) the CA, certificate and htpasswd."""
+    data = read(RegistryData, host)
+    address = data.registry_address or host.data.get("ssh_hostname") or host.name
+    host_dir = Path(data.podinfra_pki_dir) / host.name
+    if data.registry_tls == "provided":
+        cert, key_file = data.registry_tls_cert, data.registry_tls_key
+        if cert is None or key_file is None:
             missing = "registry_tls_cert" if cert is None else "registry_tls_key"
             raise fail(host, missing, 'registry_tls is "provided": give the path of a PEM file on the control host')
         try:
-            pki.check_cert_and_key(cert, key)
+            pki.check_cert_and_key(cert, key_file)
         except pki.PkiError as e:
-            raise fail(host, "registry_tls_key", str(e), str(key)) from None
-        ca = control_file(host, "registry_tls_ca")
-    elif tls == "podinfra":
+            raise fail(host, "registry_tls_key", str(e), str(key_file), show=True) from None
+        ca = data.registry_tls_ca
+    else:
         names, ips = [host.name], list[str]()
         try:
             ips.append(str(ipaddress.ip_address(address)))
         except ValueError:
             names.append(address)
         try:
-            ca, ca_key = pki.ensure_ca(Path(pki_dir))
-            cert, key = pki.ensure_server_cert(host_dir, (ca, ca_key), names, ips)
+            ca, ca_key = pki.ensure_ca(Path(data.podinfra_pki_dir))
+            cert, key_file = pki.ensure_server_cert(host_dir, (ca, ca_key), names, ips)
         except pki.PkiError as e:
-            raise fail(host, "podinfra_pki_dir", str(e), pki_dir) from None
-    else:
-        raise fail(host, "registry_tls", 'use "podinfra" (certificate from podinfra\'s CA) or "provided"', tls)
-
-    if users is None:
-        users = pki.ensure_passwords(host_dir / "users.json", DEFAULT_USERS)
+            raise fail(host, "podinfra_pki_dir", str(e), data.podinfra_pki_dir, show=True) from None
+    users = data.registry_users or pki.ensure_passwords(host_dir / "users.json", DEFAULT_USERS)
+    if data.registry_push_user not in users:
+        raise fail(host, "registry_push_user", f"name a user of registry_users ({', '.join(sorted(users))})")
     htpasswd = pki.ensure_htpasswd(host_dir / "htpasswd", users)
-    return RegistrySettings(port, data_dir, address, cert, key, ca, htpasswd, dict(users))
-
-
-def _registry_host(host: Host, key: str, default: str | None = None) -> str:
-    value: Any = host.data.get(key, default)
-    if not isinstance(value, str):
-        raise fail(host, key, "give the registry as HOST[:PORT]", value)
-    try:
-        registry, path = split_registry(value)
-    except ReferenceError as e:
-        raise fail(host, key, str(e)) from None
-    if path:
-        raise fail(host, key, "give HOST[:PORT] only; a repository prefix goes in registry_prefix", value)
-    return registry
-
-
-def _prefix(host: Host) -> str:
-    value: Any = host.data.get("registry_prefix", "")
-    if not isinstance(value, str):
-        raise fail(host, "registry_prefix", "use a repository path such as mirror/k8s", value)
-    try:
-        split_registry(f"x/{value}" if value.strip("/") else "x")
-    except ReferenceError:
-        raise fail(host, "registry_prefix", "use lowercase path components such as mirror/k8s", value) from None
-    return value.strip("/")
-
-
-def kubernetes_version(host: Host) -> str:
-    """``kubernetes_version``: the cluster's Kubernetes minor, e.g. "1.31"; it picks the pause tag."""
-    value: Any = host.data.get("kubernetes_version")
-    if not isinstance(value, str):
-        raise fail(host, "kubernetes_version", 'set it to the cluster\'s version, e.g. "1.31"', value)
-    try:
-        versions.pause_tag(value)
-    except versions.VersionError as e:
-        raise fail(host, "kubernetes_version", str(e)) from None
-    return value
+    return RegistrySettings(
+        data.registry_port,
+        data.registry_data_dir,
+        address,
+        cert,
+        key_file,
+        ca,
+        htpasswd,
+        dict(users),
+        data.registry_push_user,
+    )
 
 
 @dataclass(frozen=True)
@@ -153,90 +440,63 @@ class MirrorSettings:
     prefix: str
 
 
-def mirror_settings(host: Host) -> MirrorSettings:
-    """``pause_source`` ("registry.k8s.io"): where registry.k8s.io images are read from;
-    ``pause_source_insecure`` (False): plain HTTP to it; ``pause_source_ca``: its CA file;
-    ``registry_prefix`` (""): repository prefix in the local registry; ``mirror_images`` ([]):
-    more image references to copy."""
-    pause = parse(f"registry.k8s.io/pause:{versions.pause_tag(kubernetes_version(host))}")
-    extra: Any = host.data.get("mirror_images", [])
-    if not isinstance(extra, list) or not all(isinstance(i, str) for i in extra):
-        raise fail(host, "mirror_images", "use a list of image references", extra)
+def mirror_settings(host: Host, kubernetes_versions: Iterable[str] = ()) -> MirrorSettings:
+    """The pause tag of each of `kubernetes_versions` (the nodes' own, for a fleet mid-upgrade) and of the
+    host's own ``kubernetes_version`` when set, plus ``mirror_images``."""
+    data = read(MirrorData, host)
+    own = host.data.get("kubernetes_version")
+    wanted = [*kubernetes_versions, *([_checked_version(host, own)] if own is not None else [])]
+    if not wanted:
+        raise fail(host, "kubernetes_version", "required: no node names a Kubernetes version, and this host does not")
+    tags = sorted({versions.pause_tag(v) for v in wanted}, key=lambda t: [int(p) for p in t.split(".")])
+    images = [parse(f"{versions.UPSTREAM}/pause:{tag}") for tag in tags] + [parse(i) for i in data.mirror_images]
+    return MirrorSettings(
+        tuple(dict.fromkeys(images)), data.pause_source, data.pause_source_insecure, data.pause_source_ca,
+        data.registry_prefix,
+    )  # fmt: skip
+
+
+def node_versions(hosts: Iterable[Host]) -> list[str]:
+    """Each node's ``kubernetes_version``, checked (a fleet mid-upgrade runs several)."""
+    return [_checked_version(node, node.data.get("kubernetes_version")) for node in hosts]
+
+
+def _checked_version(host: Host, value: Any) -> str:
     try:
-        images = (pause, *(parse(i) for i in extra))
-    except ReferenceError as e:
-        raise fail(host, "mirror_images", str(e)) from None
-    source = _registry_host(host, "pause_source", "registry.k8s.io")
-    prefix = _prefix(host)
-    insecure: Any = host.data.get("pause_source_insecure", False)
-    if not isinstance(insecure, bool):
-        raise fail(host, "pause_source_insecure", "use true or false", insecure)
-    return MirrorSettings(tuple(dict.fromkeys(images)), source, insecure, control_file(host, "pause_source_ca"), prefix)
+        return _version(value)
+    except (TypeError, ValueError) as e:
+        raise fail(host, "kubernetes_version", str(e), value, show=True) from None
 
 
-def _text(host: Host, key: str, default: str, absolute: bool = False) -> str:
-    value: Any = host.data.get(key, default)
-    if not isinstance(value, str) or not value or (absolute and not PurePosixPath(value).is_absolute()):
-        raise fail(host, key, "use an absolute path" if absolute else "use a non-empty string", value)
-    return value
+def groups(host: Host) -> GroupData:
+    return read(GroupData, host)
 
 
-def node_settings(host: Host) -> NodeSettings:
-    """Host data for nodes, with defaults:
+_READ_BY: dict[type[BaseModel], str] = {
+    NodeData: "nodes",
+    RegistryData: "registry",
+    MirrorData: "registry (mirror)",
+    GroupData: "all hosts",
+}
 
-    ``kubernetes_version`` (required); ``local_registry`` (required, HOST:PORT of the registry
-    nodes pull from); ``registry_prefix`` (""); ``sandbox_image_mode`` ("canonical": nodes keep
-    ``registry.k8s.io/pause:TAG`` and hosts.toml sends it to the local registry; "local": the
-    sandbox image is rewritten to the local reference, pinned by digest when known);
-    ``registry_ca`` (CA file on the control host; required unless ``registry_insecure``);
-    ``registry_pull_user`` ("pull") and ``registry_pull_password`` (none: anonymous pulls);
-    ``mirrored_registries`` (["registry.k8s.io"]); ``containerd_config``
-    ("/etc/containerd/config.toml"); ``containerd_certs_dir`` ("/etc/containerd/certs.d");
-    ``kubelet_flags_file`` ("/var/lib/kubelet/kubeadm-flags.env"); ``restart_batch`` (1 node at a time);
-    ``max_failed_nodes`` (0: the first node whose containerd fails to come back stops the rollout).
-    """
-    version = kubernetes_version(host)
-    registry = _registry_host(host, "local_registry")
-    prefix = _prefix(host)
-    mode: Any = host.data.get("sandbox_image_mode", "canonical")
-    if mode not in ("canonical", "local"):
-        raise fail(host, "sandbox_image_mode", 'use "canonical" or "local"', mode)
-    insecure: Any = host.data.get("registry_insecure", False)
-    if not isinstance(insecure, bool):
-        raise fail(host, "registry_insecure", "use true or false", insecure)
-    ca = control_file(host, "registry_ca")
-    if ca is None and not insecure:
-        raise fail(host, "registry_ca", "the local registry uses TLS: give its CA file (on the control host)")
-    if ca is not None:
-        try:
-            pki.check_certificate(ca)
-        except pki.PkiError as e:
-            raise fail(host, "registry_ca", str(e), str(ca)) from None
-    password: Any = host.data.get("registry_pull_password")
-    if password is not None and not isinstance(password, str):
-        raise fail(host, "registry_pull_password", "use a string")
-    mirrored: Any = host.data.get("mirrored_registries", ["registry.k8s.io"])
-    if not isinstance(mirrored, list) or not mirrored or not all(isinstance(m, str) for m in mirrored):
-        raise fail(host, "mirrored_registries", 'use a list of registry hosts, e.g. ["registry.k8s.io"]', mirrored)
-    batch: Any = host.data.get("restart_batch", 1)
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise fail(host, "restart_batch", "use a whole number of nodes, 1 or more", batch)
-    allowed: Any = host.data.get("max_failed_nodes", 0)
-    if isinstance(allowed, bool) or not isinstance(allowed, int) or allowed < 0:
-        raise fail(host, "max_failed_nodes", "use a whole number, 0 or more", allowed)
-    return NodeSettings(
-        kubernetes_version=version,
-        pause_tag=versions.pause_tag(version),
-        registry=registry,
-        prefix=prefix,
-        mode=mode,
-        ca=ca,
-        pull_user=_text(host, "registry_pull_user", "pull") if password else None,
-        pull_password=password,
-        mirrored=tuple(mirrored),
-        containerd_config=_text(host, "containerd_config", "/etc/containerd/config.toml", absolute=True),
-        certs_dir=_text(host, "containerd_certs_dir", "/etc/containerd/certs.d", absolute=True),
-        kubelet_flags_file=_text(host, "kubelet_flags_file", "/var/lib/kubelet/kubeadm-flags.env", absolute=True),
-        restart_batch=batch,
-        max_failed_nodes=allowed,
-    )
+
+def keys_table() -> str:
+    """The README's table of inventory data keys, from the models."""
+    rows = ["| key | hosts | default | what |", "| --- | --- | --- | --- |"]
+    for model, hosts in _READ_BY.items():
+        for name, field in model.model_fields.items():
+            if model is MirrorData and name in NodeData.model_fields:
+                continue  # the same key, described once
+            default = (
+                "required"
+                if field.is_required()
+                else "-"
+                if field.default is None
+                else f"`{json.dumps(field.default)}`"
+            )
+            rows.append(f"| `{name}` | {hosts} | {default} | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(keys_table())

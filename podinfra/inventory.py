@@ -93,3 +93,15 @@ def load_inventory(path: str, data: Iterable[str] = ()) -> Any:
                 hosts, known = groups.get(group, ([], {}))
                 groups[group] = (hosts, {**known, **extra})
     return Inventory((all_hosts, all_data), override_data=parse_data(data), **groups)  # type: ignore[no-untyped-call]
+
+
+def find_host(inventory: Any, name: str) -> Any:
+    """The inventory's host called `name`, by its name or by its ``ssh_hostname`` (testinfra's ``--hosts``
+    gives addresses): ``find_host(inventory, "10.213.0.11")``."""
+    host = inventory.get_host(name, None)
+    if host is not None:
+        return host
+    for candidate in inventory:
+        if candidate.data.get("ssh_hostname") == name:
+            return candidate
+    raise RuntimeError(f"{name} is not in the inventory, by name or ssh_hostname: name it as the inventory does")

@@ -26,7 +26,7 @@ class NodeSettings:
     pull_user: str | None
     pull_password: str | None = field(repr=False)
     mirrored: tuple[str, ...]
-    containerd_config: str
+    containerd_config: str | None  # None: the file the running containerd reads
     certs_dir: str
     kubelet_flags_file: str
     restart_batch: int

@@ -22,9 +22,24 @@ KUBERNETES_PAUSE = {
     "1.35": "3.10.1",
     "1.36": "3.10.2",
 }
-CONTAINERD_PAUSE = {"1.6": "3.6", "1.7": "3.8", "2.0": "3.10", "2.1": "3.10", "2.2": "3.10.1", "2.3": "3.10.2"}
+CONTAINERD_PAUSE = {
+    "1.6": "3.6",
+    "1.7": "3.8",
+    "2.0": "3.10",
+    "2.1": "3.10",
+    "2.2": "3.10.1",
+    "2.3": "3.10.2",
+    "2.4": "3.10.2",  # v2.4.0-beta.0
+}
+# containerd 1.6.0 to 1.6.8 default to the old registry's name; registry.k8s.io from 1.6.9 on.
+OLD_UPSTREAM = "k8s.gcr.io"
 # From this Kubernetes minor on the kubelet refuses --pod-infra-container-image.
 KUBELET_FLAG_REMOVED = "1.35"
+# Kubernetes 1.35 is the last release that supports containerd 1.x (SIG Node, v1.35 release notes).
+CONTAINERD_2_REQUIRED = "1.36"
+# The io.cri-containerd.pinned label and the CRI's `pinned` field (image GC skips the image) came in
+# containerd 1.6.22 and 1.7.3; every 2.x release has them.
+PINS_FROM = {"1.6": (1, 6, 22), "1.7": (1, 7, 3)}
 
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+][0-9A-Za-z.-]+)?$")
 
@@ -61,7 +76,34 @@ def pause_tag(kubernetes_version: str) -> str:
 
 def containerd_default_pause(containerd_version: str) -> str:
     """The pause tag a containerd line uses when its config names none."""
-    return _lookup(CONTAINERD_PAUSE, containerd_version, "containerd")
+    major, minor_, _ = release(containerd_version)
+    return _lookup(CONTAINERD_PAUSE, f"{major}.{minor_}", "containerd")
+
+
+def containerd_default_sandbox(containerd_version: str) -> str:
+    """The whole sandbox image a containerd release falls back to: ``containerd_default_sandbox("1.6.4")
+    == "k8s.gcr.io/pause:3.6"``; ``containerd_default_sandbox("2.1.9") == "registry.k8s.io/pause:3.10"``."""
+    tag = containerd_default_pause(containerd_version)
+    return f"{OLD_UPSTREAM if release(containerd_version) < (1, 6, 9) else UPSTREAM}/pause:{tag}"
+
+
+def release(version: str) -> tuple[int, int, int]:
+    """``"1.7.24~ds1-6"`` -> ``(1, 7, 24)``: MAJOR.MINOR[.PATCH] with distribution suffixes dropped."""
+    match = re.match(r"^v?(\d+)\.(\d+)(?:\.(\d+))?", version.strip())
+    if not match:
+        raise VersionError(f"{version!r} is not a version: write MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.7.24")
+    return int(match[1]), int(match[2]), int(match[3] or 0)
+
+
+def containerd_honours_pins(containerd_version: str) -> bool:
+    """Whether this containerd's CRI reports ``pinned`` for (and its GC spares) a pinned-labelled image."""
+    found = release(containerd_version)
+    return found >= PINS_FROM.get(f"{found[0]}.{found[1]}", (0, 0, 0))
+
+
+def containerd_supported(kubernetes_version: str, containerd_version: str) -> bool:
+    """Whether Kubernetes supports this containerd: 1.x only up to Kubernetes 1.35."""
+    return release(containerd_version)[0] >= 2 or _key(minor(kubernetes_version)) < _key(CONTAINERD_2_REQUIRED)
 
 
 def kubelet_takes_pause_flag(kubernetes_version: str) -> bool:

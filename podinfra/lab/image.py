@@ -1,5 +1,12 @@
 """The lab's node image: one mmdebstrap tarball, cached, unpacked once into a shared base tree
-that every node overlays."""
+that every node overlays, and one small layer per containerd line on top of it.
+
+Line 1.6 is bookworm's own containerd, in the base tree. The newer lines are Debian's packages
+of later suites (``LINES``): their containerd, shim and ctr run on bookworm's glibc, and
+bookworm's runc 1.1.5 serves them all (sid's runc needs a newer glibc). Each layer also carries
+the line's stock Debian ``config.toml`` with the lab-only settings (``files/containerd-LINE.toml``):
+that file stands for the operator's own, which podinfra edits.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +17,27 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from podinfra.lab.state import CACHE_DIR
+from podinfra.lab import suites
+from podinfra.lab.state import CACHE_DIR, CONTAINERD_LINES, LabError
 
 SUITE = "bookworm"
 PACKAGES = (
     "systemd,systemd-sysv,dbus,openssh-server,containerd,runc,containernetworking-plugins,"
-    "iproute2,ca-certificates,python3,curl,docker-registry"
+    "iproute2,ca-certificates,python3,curl,docker-registry,nginx"
 )
 # Bump when customize() changes what it writes, so cached base trees are rebuilt.
-RECIPE = 1
+RECIPE = 2
 FILES = resources.files("podinfra.lab") / "files"
+# containerd line -> the Debian suite its package comes from (None: the base tree's own).
+LINES: dict[str, str | None] = {"1.6": None, "1.7": "trixie", "2.1": "sid"}
+assert tuple(LINES) == CONTAINERD_LINES
+# What a line's layer takes from its package: the daemon, the runc shim, ctr and the systemd unit.
+PACKAGE_FILES = (
+    "usr/bin/containerd",
+    "usr/bin/containerd-shim-runc-v2",
+    "usr/bin/ctr",
+    "usr/lib/systemd/system/containerd.service",
+)
 
 
 def _key(*parts: object) -> str:
@@ -31,7 +49,7 @@ def tarball_path() -> Path:
 
 
 def base_path() -> Path:
-    recipe = [FILES.joinpath(name).read_bytes() for name in sorted(f.name for f in FILES.iterdir())]
+    recipe = [FILES.joinpath(name).read_bytes() for name in ("podinfra-lab-cgroups", "podinfra-lab-cgroups.service")]
     return CACHE_DIR / f"base-{_key(SUITE, PACKAGES, RECIPE, recipe)}"
 
 
@@ -69,6 +87,50 @@ def ensure_base(log: Path) -> Path:
     return base
 
 
+def config_file(line: str) -> bytes:
+    """The line's lab config.toml: Debian's stock file for that line plus the lab-only settings."""
+    return FILES.joinpath(f"containerd-{line}.toml").read_bytes()
+
+
+def line_layer(line: str, log: Path) -> tuple[Path, str]:
+    """The overlay layer that makes a node run containerd `line`; returns (layer, package version).
+
+    Built once per line and package version (the directory name is the cache key)."""
+    if line not in LINES:
+        raise LabError(f"containerd {line}: the lab runs {', '.join(LINES)}")
+    suite = LINES[line]
+    if suite is None:
+        tree, version = None, _base_version()
+    else:
+        tree, version = suites.unpack(suite, "containerd", line, log)
+    config = config_file(line)
+    layer = CACHE_DIR / f"layer-containerd-{line}-{_key(version, config, PACKAGE_FILES)}"
+    if (layer / ".podinfra-complete").exists():
+        return layer, version
+    partial = layer.with_name(layer.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    for name in PACKAGE_FILES if tree else ():
+        target = partial / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(tree / name, target)  # type: ignore[operator]
+    (partial / "etc/containerd").mkdir(parents=True)
+    (partial / "etc/containerd/config.toml").write_bytes(config)
+    (partial / ".podinfra-complete").write_text(version + "\n")
+    partial.rename(layer)
+    return layer, version
+
+
+def _base_version() -> str:
+    """The containerd package version in the node tarball (bookworm's), from its dpkg status."""
+    status = subprocess.run(
+        ["tar", "-xOf", str(tarball_path()), "./var/lib/dpkg/status"], capture_output=True, text=True, check=True
+    ).stdout
+    for block in status.split("\n\n"):
+        if block.startswith("Package: containerd\n"):
+            return next(line.split(": ", 1)[1] for line in block.splitlines() if line.startswith("Version: "))
+    raise LabError(f"{tarball_path()} has no containerd package")
+
+
 def _link(tree: Path, link: str, target: str) -> None:
     path = tree / link.lstrip("/")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,4 +161,3 @@ def customize(tree: Path) -> None:
     (tree / "etc/systemd/system" / unit).write_bytes(FILES.joinpath(unit).read_bytes())
     for wants in ("multi-user.target.wants", "containerd.service.requires"):
         _link(tree, f"/etc/systemd/system/{wants}/{unit}", f"/etc/systemd/system/{unit}")
-    (tree / "etc/containerd/config.toml").write_bytes(FILES.joinpath("containerd-config.toml").read_bytes())

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from podinfra.lab import image, node, pause, probe_image, upstream
+from podinfra.lab import image, node, pause, upstream
 from podinfra.lab.state import STATE_ROOT, LabConfig, LabError, LabState, NodeState, pid_alive
 from podinfra.registry import RegistryClient
 
@@ -105,16 +105,16 @@ def up(config: LabConfig) -> LabState:
         state = None
     if state and state.config != config:
         raise LabError(
-            f"lab {config.name!r} is up with a different shape ({state.config.nodes} nodes, {state.config.subnet}); "
-            "run `podinfra lab down` first"
+            f"lab {config.name!r} is up with a different shape ({state.config.nodes} nodes, {state.config.subnet}, "
+            f"containerd {','.join(state.config.containerd)}); run `podinfra lab down --name {config.name}` first"
         )
     if state is None:
         pods = list(ipaddress.ip_network(POD_SUPERNET).subnets(new_prefix=24))
         state = LabState(
             config=config,
             nodes=[
-                NodeState(name, group, addr, pod_subnet=str(pods[i]))
-                for i, (name, group, addr) in enumerate(config.hosts())
+                NodeState(name, group, addr, pod_subnet=str(pods[i]), containerd=line)
+                for i, (name, group, addr, line) in enumerate(config.hosts())
             ],
         )
     started = time.monotonic()
@@ -122,6 +122,10 @@ def up(config: LabConfig) -> LabState:
     state.save()
     progress(f"node image (cached at {image.tarball_path()})")
     base = image.ensure_base(config.root / "image.log")
+    layers = {}
+    for line in dict.fromkeys(n.containerd for n in state.nodes):
+        progress(f"containerd {line} layer")
+        layers[line] = image.line_layer(line, config.root / "image.log")
     _raise_inotify_limits()
     _write_ssh_files(state)
     _ensure_bridge(config)
@@ -130,8 +134,9 @@ def up(config: LabConfig) -> LabState:
         marker = str(node.rootfs(config, n.name))
         if pid_alive(n.pid, marker):
             continue
-        progress(f"booting {n.name} ({n.address})")
-        node.prepare(state, n, base)
+        layer, n.containerd_version = layers[n.containerd]
+        progress(f"booting {n.name} ({n.address}, containerd {n.containerd_version})")
+        node.prepare(state, n, base, layer)
         n.pid = node.boot(config, n)
         booted.append(n.name)
         state.save()
@@ -142,8 +147,6 @@ def up(config: LabConfig) -> LabState:
         state.save()
     progress("publishing pause images to upstream")
     pause.publish(RegistryClient(f"http://{state.upstream}"), config.root / "pause")
-    progress(f"publishing {probe_image.REFERENCE} (busybox-static) to upstream for `podinfra check`")
-    probe_image.publish(RegistryClient(f"http://{state.upstream}"))
     if booted:
         progress(f"waiting for SSH and containerd on {', '.join(booted)}")
         node.wait_for_ssh(state, booted)
@@ -223,12 +226,12 @@ ctr -n k8s.io images ls -q | xargs -r ctr -n k8s.io images rm >/dev/null
 
 
 def reset(name: str) -> None:
-    """Put every node of group `nodes` back to its lab-fresh runtime state: Debian's containerd
+    """Put every node of group `nodes` back to its lab-fresh runtime state: its containerd line's
     config, no mirrors, no kubelet flags, no images. Running sandboxes are left alone."""
     state = LabState.load(name)
-    pristine = image.FILES.joinpath("containerd-config.toml").read_bytes()
     for n in state.nodes:
         if n.group == "nodes":
+            pristine = image.config_file(n.containerd)
             subprocess.run(["ssh", "-F", str(state.ssh_config), n.name, RESET], input=pristine, check=True)
             progress(f"{n.name} reset")
 
@@ -244,6 +247,8 @@ def status(name: str) -> dict[str, Any]:
             "group": n.group,
             "state": "running" if pid_alive(n.pid, str(node.rootfs(config, n.name))) else "stopped",
             "pid": n.pid,
+            "containerd": n.containerd,
+            "containerd_version": n.containerd_version,
         }
         for n in state.nodes
     ]

@@ -48,15 +48,16 @@ def cni_conflist(pod_subnet: str) -> str:
     )
 
 
-def prepare(state: LabState, node: NodeState, base: Path) -> None:
-    """Mount the node's overlay and write what makes it this node: name, address, keys, pod net."""
+def prepare(state: LabState, node: NodeState, base: Path, layer: Path) -> None:
+    """Mount the node's overlay (its containerd line's `layer` over the shared `base`) and write what
+    makes it this node: name, address, keys, pod net."""
     config = state.config
     top = node_dir(config, node.name)
     root = rootfs(config, node.name)
     for sub in ("upper", "work", "root", "containerd"):
         (top / sub).mkdir(parents=True, exist_ok=True)
     if not os.path.ismount(root):
-        options = f"lowerdir={base},upperdir={top / 'upper'},workdir={top / 'work'}"
+        options = f"lowerdir={layer}:{base},upperdir={top / 'upper'},workdir={top / 'work'}"
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(root)], check=True)
     _write(root / "etc/hostname", node.name + "\n")
     _write(root / "etc/machine-id", uuid.uuid5(uuid.NAMESPACE_DNS, f"{config.name}.{node.name}").hex + "\n")

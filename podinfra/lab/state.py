@@ -17,6 +17,8 @@ DEFAULT_LAB = "lab"
 DEFAULT_SUBNET = "10.213.0.0/24"
 DEFAULT_UPSTREAM_PORT = 5100
 FIRST_NODE_HOST = 11  # .1 is the host's bridge, .2 the registry node
+# containerd lines the lab can boot, and where each comes from (Debian suites; see podinfra.lab.image).
+CONTAINERD_LINES = ("1.6", "1.7", "2.1")
 
 
 class LabError(PodinfraError, RuntimeError):
@@ -31,8 +33,15 @@ class LabConfig:
     subnet: str = DEFAULT_SUBNET
     nodes: int = 3
     upstream_port: int = DEFAULT_UPSTREAM_PORT
+    containerd: tuple[str, ...] = CONTAINERD_LINES  # given to nodes in turn
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "containerd", tuple(self.containerd))  # a list when read back from JSON
+        unknown = [line for line in self.containerd if line not in CONTAINERD_LINES]
+        if not self.containerd or unknown:
+            raise LabError(
+                f"--containerd {','.join(self.containerd)}: the lab runs containerd {', '.join(CONTAINERD_LINES)}"
+            )
         if not self.name.isalnum() or len(self.name) > 10:
             raise LabError(f"lab name {self.name!r}: use 1-10 letters or digits")
         network = ipaddress.ip_network(self.subnet)
@@ -62,10 +71,13 @@ class LabConfig:
     def gateway(self) -> str:
         return self.address(1)
 
-    def hosts(self) -> list[tuple[str, str, str]]:
-        """(name, group, address) for every lab node, the registry node first."""
-        nodes = [("registry", "registry", self.address(2))]
-        nodes += [(f"node{i}", "nodes", self.address(FIRST_NODE_HOST + i - 1)) for i in range(1, self.nodes + 1)]
+    def hosts(self) -> list[tuple[str, str, str, str]]:
+        """(name, group, address, containerd line) for every lab host, the registry host first (on the
+        oldest line: its containerd is not what it is there for)."""
+        nodes = [("registry", "registry", self.address(2), CONTAINERD_LINES[0])]
+        for i in range(1, self.nodes + 1):
+            line = self.containerd[(i - 1) % len(self.containerd)]
+            nodes.append((f"node{i}", "nodes", self.address(FIRST_NODE_HOST + i - 1), line))
         return nodes
 
 
@@ -76,6 +88,8 @@ class NodeState:
     address: str
     pid: int | None = None
     pod_subnet: str = ""
+    containerd: str = CONTAINERD_LINES[0]  # the line; its package version is in containerd_version
+    containerd_version: str = ""
 
 
 @dataclass
@@ -122,7 +136,8 @@ class LabState:
         try:
             raw = json.loads(path.read_text())
         except FileNotFoundError:
-            raise LabError(f"lab {name!r} is not up: run `podinfra lab up`") from None
+            named = "" if name == DEFAULT_LAB else f" --name {name}"
+            raise LabError(f"lab {name!r} is not up: run `podinfra lab up{named}`") from None
         return cls(
             config=LabConfig(**raw["config"]),
             nodes=[NodeState(**node) for node in raw["nodes"]],

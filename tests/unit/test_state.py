@@ -8,11 +8,16 @@ def test_hosts_are_addressed_registry_first_then_nodes():
     config = LabConfig(nodes=3, subnet="10.213.0.0/24")
     assert config.gateway == "10.213.0.1"
     assert config.hosts() == [
-        ("registry", "registry", "10.213.0.2"),
-        ("node1", "nodes", "10.213.0.11"),
-        ("node2", "nodes", "10.213.0.12"),
-        ("node3", "nodes", "10.213.0.13"),
+        ("registry", "registry", "10.213.0.2", "1.6"),
+        ("node1", "nodes", "10.213.0.11", "1.6"),
+        ("node2", "nodes", "10.213.0.12", "1.7"),
+        ("node3", "nodes", "10.213.0.13", "2.1"),
     ]
+
+
+def test_containerd_lines_are_given_to_nodes_in_turn():
+    config = LabConfig(nodes=3, containerd=("2.1", "1.7"))
+    assert [line for *_, line in config.hosts()[1:]] == ["2.1", "1.7", "2.1"]
 
 
 def test_bridge_name_fits_the_kernel_limit():
@@ -27,6 +32,8 @@ def test_bridge_name_fits_the_kernel_limit():
         ({"subnet": "fd00::/64"}, "IPv4"),
         ({"nodes": 0}, "holds 1 to 244"),
         ({"nodes": 500}, "holds 1 to 244"),
+        ({"containerd": ("1.5",)}, "runs containerd 1.6, 1.7, 2.1"),
+        ({"containerd": ()}, "runs containerd 1.6, 1.7, 2.1"),
     ],
 )
 def test_bad_lab_shapes_name_the_fix(kwargs, fix):
@@ -37,7 +44,9 @@ def test_bad_lab_shapes_name_the_fix(kwargs, fix):
 def test_state_round_trips(tmp_path, monkeypatch):
     monkeypatch.setattr(state, "STATE_ROOT", tmp_path)
     saved = LabState(
-        LabConfig(name="t1", nodes=1), [NodeState("node1", "nodes", "10.213.0.11", 42, "10.244.1.0/24")], 7
+        LabConfig(name="t1", nodes=1, containerd=("2.1",)),
+        [NodeState("node1", "nodes", "10.213.0.11", 42, "10.244.1.0/24", "2.1", "2.1.9+ds1-5")],
+        7,
     )
     saved.save()
     assert LabState.load("t1") == saved
@@ -45,8 +54,10 @@ def test_state_round_trips(tmp_path, monkeypatch):
 
 def test_missing_lab_says_how_to_start_it(tmp_path, monkeypatch):
     monkeypatch.setattr(state, "STATE_ROOT", tmp_path)
-    with pytest.raises(LabError, match="podinfra lab up"):
+    with pytest.raises(LabError, match="run `podinfra lab up --name nope`"):
         LabState.load("nope")
+    with pytest.raises(LabError, match="run `podinfra lab up`$"):
+        LabState.load("lab")
 
 
 def test_a_reused_pid_is_not_the_lab_process():

@@ -34,8 +34,37 @@ def test_containerd_defaults_and_kubelet_flag():
         "3.10.1",
         "3.10.2",
     ]
+    assert versions.containerd_default_pause("2.4.0-beta.0") == "3.10.2"
     assert versions.kubelet_takes_pause_flag("1.34") and not versions.kubelet_takes_pause_flag("1.35")
     assert versions.newest_kubernetes() == "1.36"
+
+
+@pytest.mark.parametrize(
+    ("containerd", "image"),
+    [
+        ("1.6.0", "k8s.gcr.io/pause:3.6"),
+        ("1.6.8", "k8s.gcr.io/pause:3.6"),
+        ("1.6.9", "registry.k8s.io/pause:3.6"),
+        ("1.7.24~ds1-6+deb13u1", "registry.k8s.io/pause:3.8"),
+        ("2.1.9", "registry.k8s.io/pause:3.10"),
+    ],
+)
+def test_containerd_default_sandbox_image(containerd, image):
+    assert versions.containerd_default_sandbox(containerd) == image
+
+
+@pytest.mark.parametrize(
+    ("containerd", "pins"),
+    [("1.6.20", False), ("1.6.21", False), ("1.6.22", True), ("1.7.0", False), ("1.7.2", False)]
+    + [("1.7.3", True), ("1.7.24", True), ("2.0.0", True), ("2.1.9", True)],
+)
+def test_pins_are_honoured_from_1_6_22_and_1_7_3(containerd, pins):
+    assert versions.containerd_honours_pins(containerd) is pins
+
+
+def test_kubernetes_1_36_needs_containerd_2():
+    assert versions.containerd_supported("1.35", "1.7.24") and versions.containerd_supported("1.36", "2.1.9")
+    assert not versions.containerd_supported("1.36", "1.7.24")
 
 
 @pytest.mark.parametrize(

@@ -5,22 +5,28 @@ Every probe sandbox sits in namespace ``podinfra-check`` and carries the label
 Leftovers of an interrupted run are found by namespace AND label, so a pod of anyone else is never
 touched, and are removed before any new probe starts.
 
-    with probe_sandbox(runtime, share_pid=True) as sandbox_id:
+An interrupt (SIGTERM from ``podinfra check``, Ctrl-C) never lands in the middle of a CRI call:
+while a probe exists it is held until the call returns (:func:`held_interrupts`), then raised, so
+the sandbox the runtime made is always known and removed.
+
+    with held_interrupts(), probe_sandbox(runtime, share_pid=True) as sandbox_id:
         ...  # removed on the way out, whatever happens
 """
 
 from __future__ import annotations
 
+import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-
-import grpc
+from types import FrameType
+from typing import Any
 
 from podinfra.checks import PROBE_LABELS, PROBE_NAMESPACE
-from podinfra.cri import Runtime
+from podinfra.cri import CRIError, Runtime
 
 UID_LABEL = "podinfra.io/probe-uid"
+_held: list[int] = []  # signals that arrived while held, in order
 
 
 def leftovers(runtime: Runtime) -> list[str]:
@@ -35,6 +41,30 @@ def remove_leftovers(runtime: Runtime) -> list[str]:
     return found
 
 
+def _hold(signum: int, frame: FrameType | None) -> None:
+    _held.append(signum)
+
+
+@contextmanager
+def held_interrupts(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[Callable[[], None]]:
+    """Hold `signals` inside the block; they are raised as KeyboardInterrupt when it ends, or earlier at
+    each ``checkpoint()`` the block calls between CRI calls."""
+    previous: dict[int, Any] = {signum: signal.signal(signum, _hold) for signum in signals}
+
+    def checkpoint() -> None:
+        if _held:
+            raise KeyboardInterrupt
+
+    try:
+        yield checkpoint
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        arrived, _held[:] = bool(_held), []
+    if arrived:
+        raise KeyboardInterrupt
+
+
 @contextmanager
 def probe_sandbox(runtime: Runtime, share_pid: bool = False) -> Iterator[str]:
     """A fresh probe sandbox (unique name and uid), stopped and removed on every way out."""
@@ -46,7 +76,7 @@ def probe_sandbox(runtime: Runtime, share_pid: bool = False) -> Iterator[str]:
         )
     except BaseException:
         # A failed RunPodSandbox can leave a NotReady sandbox holding the name: remove it too.
-        with suppress(grpc.RpcError):
+        with suppress(CRIError):
             for found in runtime.sandboxes(namespace=PROBE_NAMESPACE, labels={UID_LABEL: uid}):
                 runtime.remove_sandbox(found)
         raise

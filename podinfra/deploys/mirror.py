@@ -1,0 +1,55 @@
+"""Into the local registry, with upstream's digests: the pause tag of every Kubernetes version the
+inventory's nodes run (several during an upgrade), ``mirror_images``, and check 8's probe image.
+
+The copy runs from the control host (the side that reaches upstream) into the registry that
+``deploys/registry.py`` made, as its push user, trusting podinfra's CA. What the registry holds is
+asked first: an image whose tag already names upstream's digest is a no-op, so a second run
+reports no change. Settings: ``podinfra.hostdata.MirrorData``; the versions come from the hosts
+of ``podinfra_node_group``.
+"""
+
+from __future__ import annotations
+
+from pyinfra import logger
+from pyinfra.api.deploy import deploy
+from pyinfra.context import host, state
+
+from podinfra.hostdata import RegistrySettings, groups, mirror_settings, node_versions, registry_settings
+from podinfra.operations import image_mirrored, probe_image_pushed
+from podinfra.probe_image import REFERENCE, ProbeImageError, build
+from podinfra.registry import RegistryClient
+
+
+@deploy("podinfra mirror")
+def pause_mirror(registry: RegistrySettings | None = None) -> None:
+    """Mirror what the nodes need into the local registry on this host.
+
+    **Example:**
+
+    .. code:: python
+
+        from podinfra.deploys import pause_mirror
+
+        pause_mirror()
+    """
+    nodes = state.inventory.get_group(groups(host).podinfra_node_group, [])
+    mirror = mirror_settings(host, node_versions(nodes))
+    registry = registry or registry_settings(host)
+    dest = RegistryClient(
+        f"https://{registry.address}:{registry.port}",
+        ca_file=str(registry.ca) if registry.ca else None,
+        username=registry.push_user,
+        password=registry.users[registry.push_user],
+    )
+    for image in mirror.images:
+        image_mirrored(name=f"{image} in the local registry", image=image, mirror=mirror, dest=dest)
+    if not any(n.data.get("check_probe_image", REFERENCE) == REFERENCE for n in nodes):
+        return
+    try:
+        probe = build()
+    except ProbeImageError as e:
+        logger.warning(f"{host.print_prefix}check 8's probe image is not mirrored: {e}")
+        return
+    probe_image_pushed(
+        name=f"{REFERENCE} (check 8's probe) in the local registry", image=probe, mirror=mirror, dest=dest
+    )

@@ -1,0 +1,205 @@
+"""A node starts its pod sandboxes from the local registry's pause image.
+
+On the node, by its runtime (read as a fact):
+
+- containerd: ``hosts.toml`` under ``containerd_certs_dir`` for each mirrored registry and for the
+  local registry itself (``server`` is the local registry: no fallback to the public one), the
+  registry CA, and the sandbox image and ``config_path`` at the key paths of the config version
+  of the file the daemon reads (2 for 1.6/1.7, 3 for 2.0-2.2, 4 for 2.3+; a version 2 file on
+  2.x is edited as version 2, which 2.x migrates in memory). The operator's config.toml is
+  edited, not replaced: every other setting and comment survives (``podinfra.containerd.config``).
+  containerd restarts whenever a file it reads changed after it started, ``restart_batch`` nodes
+  at a time, and must come back with those values in its effective config, or it gets its
+  previous config back and the node fails; once more than ``max_failed_nodes`` have failed, the
+  remaining nodes keep their previous config unrestarted.
+- CRI-O: a ``crio.conf.d`` drop-in (``pause_image``, ``pinned_images``) and a
+  ``registries.conf.d`` mirror entry; crio restarts when they change.
+- the pause image pre-pulled into ``k8s.io`` and labelled pinned, so image GC keeps it;
+- the kubelet flags file: ``--pod-infra-container-image`` equal to the sandbox image below
+  Kubernetes 1.35, absent from 1.35 on.
+
+A node whose runtime or config podinfra cannot handle fails alone, named, with one line.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from pyinfra import logger
+from pyinfra.api.deploy import deploy
+from pyinfra.context import host
+from pyinfra.facts.files import FileContents
+from pyinfra.operations import systemd
+
+from podinfra import runtime_config, versions
+from podinfra.containerd.config import edit
+from podinfra.containerd.daemon import DEFAULT_CONFIG
+from podinfra.containerd.shape import ConfigError
+from podinfra.facts import ContainerdDaemon, ContainerdVersion, CrioVersion, Installed
+from podinfra.hostdata import NODE_CA, NodeData, node_settings
+from podinfra.operations import (
+    config_file,
+    containerd_restarted,
+    failed,
+    old_pause_released,
+    pause_pinned,
+    rollout,
+)
+from podinfra.registry import RegistryError
+
+
+def preflight(settings: NodeData) -> tuple[str | None, str]:
+    """(the pause digest, '') when the local registry serves the node's pause tag to the node's
+    credentials, verified with its CA, all asked from the control host before the node is touched
+    (once a run per registry and credentials); else (None, what to do first)."""
+    try:
+        return settings.pause_digest_in_registry(), ""
+    except RegistryError as e:
+        return None, (
+            f"preflight from the control host: {e}; node left as it was "
+            "(host data: local_registry, registry_ca, registry_pull_user, registry_pull_password)"
+        )
+
+
+def _text(path: str) -> str | None:
+    lines = host.get_fact(FileContents, path=path)
+    return None if lines is None else "".join(f"{line}\n" for line in lines)
+
+
+def registry_files(settings: NodeData) -> None:
+    """CA and hosts.toml: the runtime reaches the local registry, and only it, for each mirrored registry."""
+    if settings.ca:
+        config_file(name="Registry CA", path=NODE_CA, content=settings.ca.read_text(), mode="0644")
+    authorization, secrets = None, []
+    if settings.registry_pull_password:
+        token = base64.b64encode(f"{settings.registry_pull_user}:{settings.registry_pull_password}".encode()).decode()
+        authorization, secrets = f"Basic {token}", [token]
+    mirror = f"https://{settings.local_registry}"
+    for upstream in (*settings.mirrored_registries, settings.local_registry):
+        # Images kept under a prefix answer at /v2/PREFIX, which containerd reaches with override_path.
+        prefixed = settings.registry_prefix and upstream != settings.local_registry
+        content = runtime_config.hosts_toml(
+            upstream=upstream,
+            mirror=mirror,
+            ca_file=NODE_CA if settings.ca else None,
+            authorization=authorization,
+            override_path=f"/v2/{settings.registry_prefix}" if prefixed else None,
+        )
+        config_file(
+            name=f"hosts.toml for {upstream}",
+            path=f"{settings.containerd_certs_dir}/{upstream}/hosts.toml",
+            content=content,
+            mode="0600" if authorization else "0644",  # it may carry the pull credentials
+            secrets=secrets,
+        )
+
+
+def containerd(settings: NodeData, version: str, image: str) -> bool:
+    running = host.get_fact(ContainerdDaemon)
+    config = settings.containerd_config or (running.config if running and running.pid else DEFAULT_CONFIG)
+    if running and running.pid and running.config != config:
+        failed(
+            name="containerd config file",
+            reason=f"containerd runs with --config {running.config}, but containerd_config is {config}: "
+            "set containerd_config to the file the daemon reads",
+        )
+        return False
+    try:
+        result = edit(_text(config), version, image, settings.containerd_certs_dir)
+    except ConfigError as e:
+        failed(name=f"containerd {version} config", reason=f"{config}: {e}")
+        return False
+    for note in result.notes:
+        logger.warning(f"{host.print_prefix}{config}: {note}")
+    registry_files(settings)
+    written = config_file(
+        name="containerd config: sandbox image and registry config_path", path=config, content=result.text
+    )
+    containerd_restarted(
+        name="containerd runs its config (restarted in batches, rolled back if it does not come back right)",
+        image=image,
+        certs_dir=settings.containerd_certs_dir,
+        containerd_version=version,
+        config=config,
+        written=written,
+        rollout=rollout(settings.max_failed_nodes, settings.restart_batch),
+        _parallel=settings.restart_batch,
+    )
+    pause_pinned(name=f"{image} pulled and pinned", image=image, certs_dir=settings.containerd_certs_dir)
+    old_pause_released(name="older pause images released once unused", image=image, policy=settings.old_pause)
+    return True
+
+
+def crio(settings: NodeData, image: str) -> None:
+    registry_files(settings)
+    dropin = config_file(
+        name="CRI-O pause image",
+        path="/etc/crio/crio.conf.d/10-podinfra-pause.conf",
+        content=runtime_config.crio_dropin(image),
+    )
+    location = (
+        f"{settings.local_registry}/{settings.registry_prefix}" if settings.registry_prefix else settings.local_registry
+    )
+    mirrors = config_file(
+        name="CRI-O registry mirror",
+        path="/etc/containers/registries.conf.d/10-podinfra-mirror.conf",
+        content=runtime_config.crio_registries_conf(versions.UPSTREAM, location),
+    )
+    systemd.service(
+        name="Restart CRI-O",
+        service="crio",
+        restarted=True,
+        _if=lambda: dropin.did_change() or mirrors.did_change(),
+        _parallel=settings.restart_batch,
+    )
+
+
+def kubelet(settings: NodeData, image: str) -> None:
+    """The kubelet flags file where a kubelet is installed (or ``kubelet_flags_create``); the kubelet
+    restarts, in batches, only when its flags changed."""
+    installed = host.get_fact(Installed, command="kubelet")
+    existing = _text(settings.kubelet_flags_file)
+    if not (installed or existing is not None or settings.kubelet_flags_create):
+        return
+    content = runtime_config.kubelet_flags(existing, settings.kubernetes_version, image)
+    flags = config_file(name="kubelet flags", path=settings.kubelet_flags_file, content=content)
+    if installed:
+        systemd.service(
+            name="Restart kubelet for its new flags",
+            service="kubelet.service",
+            restarted=True,
+            _if=flags.did_change,
+            _parallel=settings.restart_batch,
+        )
+
+
+@deploy("podinfra node runtime")
+def node_runtime(settings: NodeData | None = None) -> None:
+    """The node's runtime, registry mirrors and kubelet flags set for the local registry's pause image.
+
+    `settings` default to the host's inventory data (``podinfra.hostdata.node_settings``).
+
+    **Example:**
+
+    .. code:: python
+
+        from podinfra.deploys import node_runtime
+
+        node_runtime()
+    """
+    settings = settings or node_settings(host)
+    digest, refused = preflight(settings)
+    if refused:
+        failed(name="preflight: the local registry serves the pause image", reason=refused)
+        return
+    image = settings.sandbox_image(digest if settings.sandbox_image_mode == "local" else None)
+    version = host.get_fact(ContainerdVersion)
+    if version is not None:
+        if not containerd(settings, version, image):
+            return
+    elif host.get_fact(CrioVersion) is not None:
+        crio(settings, image)
+    else:
+        failed(name="container runtime", reason="neither containerd nor CRI-O is installed")
+        return
+    kubelet(settings, image)

@@ -1,0 +1,186 @@
+"""pytest hooks and fixtures of the node compliance suite (see README.md here).
+
+    pytest --pyargs podinfra.suite --hosts=ssh://10.213.0.11 --ssh-config=/var/lib/podinfra/lab/ssh/config \\
+        --podinfra-inventory=inventories/lab.py [--podinfra-data KEY=VALUE ...] [--podinfra-results FILE]
+
+`podinfra check` hands what each node must show in memory (:class:`Expected`, a plugin object)
+instead of the inventory, so that a node's run, forked from it, reads nothing again.
+
+Without ``--hosts`` every test here is skipped, so a plain ``pytest`` never checks the machine it runs on.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from podinfra import checks
+from podinfra.suite.node import (
+    CRI,
+    NOTES,
+    RESULTS,
+    Expected,
+    Node,
+    detect_runtime,
+    open_cri,
+    reachable,
+    ssh_config_for,
+)
+
+RECORD = pytest.StashKey[checks.CheckResult]()
+HERE = Path(__file__).resolve().parent
+SETUP_REMEDIATION = (
+    "The check could not run on this node: fix what `actual` says (SSH access from the inventory's ssh_* data, "
+    "the node's inventory data, or the runtime's installation), then check again."
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("podinfra", "podinfra node checks")
+    group.addoption("--podinfra-inventory", help="pyinfra inventory file with the nodes' data")
+    group.addoption(
+        "--podinfra-data", action="append", default=[], metavar="KEY=VALUE", help="override host data, as pyinfra"
+    )
+    group.addoption("--podinfra-node", help="the node's inventory name, when --hosts names it otherwise (one host)")
+    group.addoption("--podinfra-results", metavar="FILE", help="write the results as JSON (podinfra check reads it)")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[RESULTS] = {}
+    config.stash[NOTES] = {}
+    config.addinivalue_line("markers", "check(id): the podinfra check this test implements")
+    if config.getoption("hosts"):
+        # podinfra check stops a run with SIGTERM: as KeyboardInterrupt it unwinds the probes' finally blocks.
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("hosts"):
+        return
+    skip = pytest.mark.skip(reason="node checks need --hosts and --podinfra-inventory (podinfra/suite/README.md)")
+    for item in items:
+        if HERE in Path(str(item.path)).parents:
+            item.add_marker(skip)
+
+
+def _expectations(config: pytest.Config, name: str) -> checks.Expectations:
+    """What node `name` must show: handed over by podinfra check, else read from the inventory."""
+    for plugin in config.pluginmanager.get_plugins():
+        if isinstance(plugin, Expected):
+            return plugin.for_node(name)
+    inventory_file = config.getoption("podinfra_inventory")
+    if not inventory_file:
+        raise pytest.UsageError("give --podinfra-inventory=FILE: the nodes' data (kubernetes_version, registry...)")
+    from podinfra.hostdata import node_settings
+    from podinfra.inventory import find_host, load_inventory
+
+    found = find_host(load_inventory(inventory_file, config.getoption("podinfra_data")), name)
+    return checks.expectations(node_settings(found))
+
+
+def node_name(config: pytest.Config, host: Any) -> str:
+    return str(config.getoption("podinfra_node") or host.backend.get_hostname())
+
+
+@pytest.fixture(scope="module")
+def node(host: Any, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Node:
+    name = node_name(request.config, host)
+    expect = _expectations(request.config, name)
+    ssh_config, alias = ssh_config_for(host.backend, tmp_path_factory.mktemp("ssh"))
+    reachable(host, name)
+    runtime, version = detect_runtime(host)
+    return Node(name, host, expect, runtime, version, ssh_config, alias)
+
+
+@pytest.fixture(scope="module")
+def cri(node: Node, request: pytest.FixtureRequest) -> Iterator[CRI]:
+    """The CRI over an SSH-forwarded socket; leftovers of interrupted probes are removed on connect."""
+    with ExitStack() as stack:
+        found = open_cri(node, stack)
+        if found.removed_leftovers:
+            note = f"removed {found.removed_leftovers} probe sandbox(es) left by an interrupted run"
+            request.config.stash[NOTES].setdefault(node.name, []).append(note)
+        yield found
+
+
+def _check_id(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("check")
+    return str(marker.args[0]) if marker else None
+
+
+def _item_node(item: pytest.Item) -> str:
+    params = getattr(item, "callspec", None)
+    host = params.params.get("_testinfra_host") if params else None
+    return node_name(item.config, host) if host is not None else "local"
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest) -> checks.CheckResult:
+    """The result this test fills in: ``record.expected``, ``record.actual``, a specific ``remediation``,
+    and ``record.warn(...)`` / ``record.info(...)`` for what is not a plain pass."""
+    check_id = _check_id(request.node)
+    assert check_id, "mark the test with @pytest.mark.check(ID)"
+    entry = checks.catalogue(check_id)
+    result = checks.CheckResult(entry.id, entry.name, entry.description, "pass", remediation=entry.remediation)
+    request.node.stash[RECORD] = result
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    check_id = _check_id(item)
+    if check_id is None:
+        return report
+    entry = checks.catalogue(check_id)
+    results = item.config.stash[RESULTS].setdefault(_item_node(item), {})
+    result = results.get(check_id) or item.stash.get(RECORD, None)
+    if result is None:
+        result = checks.CheckResult(entry.id, entry.name, entry.description, "pass", remediation=entry.remediation)
+    result.duration += report.duration
+    if report.skipped and result.status not in ("warn", "info"):
+        # Not run (a check it needs failed, or a skip with no verdict): not proved, so WARN.
+        message = getattr(call.excinfo.value, "msg", call.excinfo.value) if call.excinfo else ""
+        result.warn(result.actual or str(message))
+    elif report.failed:
+        result.status = "fail"
+        if call.excinfo is not None:
+            recorded = call.excinfo.errisinstance(AssertionError) and result.actual and report.when == "call"
+            if not recorded:  # an error, not a finding: say what it was
+                message = call.excinfo.exconly().strip().splitlines()
+                detail = message[0] if message else "error"
+                for prefix in ("Failed: ", "RuntimeError: ", "AssertionError: ", "podinfra.cri.CRIError: "):
+                    detail = detail.removeprefix(prefix)
+                result.actual = (f"{result.actual}; " if result.actual else "") + detail[:1000]
+        if report.when == "setup":
+            result.remediation = SETUP_REMEDIATION
+    results[check_id] = result
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("podinfra_results")
+    if not path:
+        return
+    nodes = {
+        node: [asdict(r) for _, r in sorted(entries.items(), key=lambda kv: int(kv[0]))]
+        for node, entries in session.config.stash[RESULTS].items()
+    }
+    notes = session.config.stash[NOTES]
+    tmp = Path(tempfile.mkstemp(dir=Path(path).resolve().parent, suffix=".tmp")[1])
+    tmp.write_text(json.dumps({"written": time.time(), "nodes": nodes, "notes": notes}, indent=2))
+    tmp.rename(path)

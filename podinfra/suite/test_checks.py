@@ -1,0 +1,403 @@
+"""The nine node checks of `podinfra check`, in order; each records expected, actual and a remediation.
+
+Checks 1-6 and 9 only read. Checks 7-8 start probe pods through the CRI and run only when none of
+1-6 failed on this node: a probe on a drifted node could pull from elsewhere, or re-pull the pause
+image and so hide the very drift a check found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import tomllib
+
+import pytest
+
+from podinfra import versions
+from podinfra.checks import CheckResult
+from podinfra.containerd import ctr
+from podinfra.containerd.config import stale_keys
+from podinfra.containerd.shape import runtime_shape
+from podinfra.cri import CRIError, Runtime
+from podinfra.hostdata import NODE_CA
+from podinfra.oci import ALL_MANIFEST_TYPES
+from podinfra.suite import probes, readers
+from podinfra.suite.node import CRI, Node, done, require
+from podinfra.tomlpath import dotted, lookup
+
+BUSYBOX = "/bin/busybox"
+
+
+def _stored(node: Node, cri: CRI, name: str) -> tuple[str | None, dict[str, str]]:
+    """(digest, labels) of `name` in the runtime's image store; (None, {}) when absent."""
+    name = readers.store_key(name)
+    if node.runtime == "containerd":
+        listing = node.run("ctr -n k8s.io images ls %s", f"name=={name}")
+        image = ctr.images(listing.stdout).get(name)
+        return (image.digest, image.labels) if image else (None, {})
+    info = cri.get().image_status(name)
+    if info is None:
+        return None, {}
+    digests = [d.split("@", 1)[1] for d in info.repo_digests if d.split("@", 1)[0] == ctr.repository(name)]
+    return (digests[0] if digests else None), {}
+
+
+@pytest.mark.check("1")
+def test_runtime_answers_on_its_cri_socket(node: Node, cri: CRI, record: CheckResult) -> None:
+    kubernetes = node.expect.settings.kubernetes_version
+    record.expected = f"{node.runtime} {node.version} answering CRI v1 on {cri.socket}"
+    cri.get()
+    name, version = cri.answer
+    record.actual = f"{name} {version} on {cri.socket}"
+    if cri.removed_leftovers:
+        record.actual += f" (removed {cri.removed_leftovers} probe sandbox(es) left by an interrupted run)"
+    if node.runtime == "containerd" and not versions.containerd_supported(kubernetes, node.version):
+        record.warn(
+            f"{record.actual}: Kubernetes {kubernetes} needs containerd 2.0 or later "
+            f"(1.{int(versions.CONTAINERD_2_REQUIRED.split('.')[1]) - 1} was the last release for 1.x)"
+        )
+        record.remediation = f"Upgrade containerd on this node to 2.x before it runs Kubernetes {kubernetes}."
+
+
+@pytest.mark.check("2")
+def test_running_runtime_uses_the_sandbox_image(node: Node, cri: CRI, record: CheckResult) -> None:
+    expect = node.expect
+    if node.runtime == "cri-o":  # from crio.conf(5) and `crio status`; not run on a CRI-O node here
+        record.expected = f"[crio.image] pause_image = {expect.sandbox_image!r} in `crio status config`"
+        status = node.run("crio status config")
+        assert status.rc == 0, f"`crio status config` failed: {status.stderr.strip()[:300]}"
+        image = lookup(tomllib.loads(status.stdout), ("crio", "image", "pause_image"))
+        record.actual = f"pause_image = {image!r}"
+        assert image == expect.sandbox_image, record.actual
+        return
+    shape = runtime_shape(node.version)
+    path = dotted(shape.sandbox_path)
+    record.expected = (
+        f"config version {shape.config_version}, {path} = {expect.sandbox_image!r} in the running daemon's "
+        "effective config, no file it reads changed since it started, no ignored 1.x keys"
+    )
+    found = node.daemon()
+    if not found.dump:
+        pytest.fail(f"`containerd --config {found.config} config dump` printed nothing")
+    image, _ = found.effective(shape)
+    version = tomllib.loads(found.dump).get("version")
+    # containerd 1.x reports the sandbox image it runs with through its CRI; 2.x keeps it in its images plugin.
+    running = cri.runtime.status_config().get("sandboxImage") if cri.runtime and shape.config_version == 2 else None
+    problems = []
+    changed = found.changed_since_start()
+    if changed:
+        daemon_runs = repr(running) if running else "the config it read at start"
+        problems.append(
+            f"restart pending: the daemon runs {daemon_runs}, the file says {path} = {image!r} "
+            f"({', '.join(changed)} changed after containerd started)"
+        )
+        record.remediation = (
+            "Restart containerd so that it reads its files: run deploys/node.py for this node (it restarts in "
+            "batches and rolls back a config containerd rejects), or `systemctl restart containerd`."
+        )
+    elif running is not None and running != expect.sandbox_image:
+        problems.append(f"the daemon runs {running!r}")
+    # containerd 2.3 (version 4) reads version 3 files as they are.
+    if version != shape.config_version and not (shape.config_version == 4 and version == 3):
+        problems.append(f"effective config is version {version}, containerd {node.version} uses {shape.config_version}")
+    if image != expect.sandbox_image:
+        problems.append(f"{path} = {image!r}")
+    stale = stale_keys(node.read(found.config) or "")
+    if stale:
+        problems.append(f"{found.config} sets {', '.join(stale)}, which containerd {node.version} ignores or misreads")
+    record.actual = "; ".join(problems) or (
+        f"version {version}, {path} = {image!r}" + (f", CRI runs {running!r}" if running else "")
+    )
+    assert not problems, record.actual
+
+
+@pytest.mark.check("3")
+def test_mirror_config_sends_pulls_to_the_local_registry_only(node: Node, record: CheckResult) -> None:
+    settings = node.expect.settings
+    registries = (*settings.mirrored_registries, settings.local_registry)
+    if node.runtime == "cri-o":  # containers-registries.conf(5); not run on a CRI-O node here
+        record.expected = f"registries.conf entries for {', '.join(settings.mirrored_registries)} at the local registry"
+        listing = node.run("cat /etc/containers/registries.conf /etc/containers/registries.conf.d/*.conf 2>/dev/null")
+        problems = []
+        for upstream in settings.mirrored_registries:
+            entry = readers.crio_registry([listing.stdout], upstream) or {}
+            locations = [str(entry.get("location", upstream))]
+            locations += [str(m.get("location", "")) for m in entry.get("mirror", []) if isinstance(m, dict)]
+            wrong = [loc for loc in locations if loc.split("/")[0] != settings.local_registry]
+            if wrong:
+                problems.append(f"{upstream}: {', '.join(wrong)}")
+        record.actual = "; ".join(problems) or "every entry names the local registry"
+        assert not problems, record.actual
+        return
+    shape = runtime_shape(node.version)
+    record.expected = (
+        f"{dotted(shape.config_path_path)} = {settings.containerd_certs_dir!r}; hosts.toml for {', '.join(registries)} "
+        f"with `server` and every host at {settings.local_registry}" + (", its CA on the node" if settings.ca else "")
+    )
+    problems = []
+    _, config_path = node.daemon().effective(shape)
+    if config_path != settings.containerd_certs_dir:
+        problems.append(f"config_path = {config_path!r}: containerd does not read {settings.containerd_certs_dir}")
+    paths = {u: f"{settings.containerd_certs_dir}/{u}/hosts.toml" for u in registries}
+    texts = {u: node.read(path) for u, path in paths.items()}
+    node_ca = {}
+    for ca in readers.cas_named([text for text in texts.values() if text]):
+        held = node.once("sha256sum %s", ca)
+        node_ca[ca] = held.stdout.split()[0] if held.rc == 0 else None
+    ca_digest = hashlib.sha256(settings.ca.read_bytes()).hexdigest() if settings.ca else None
+    for upstream, path in paths.items():
+        problems += readers.mirror_problems(
+            path, upstream, texts[upstream], settings.local_registry, ca_digest, node_ca
+        )
+    record.actual = "; ".join(problems) or (
+        f"config_path {config_path}; {', '.join(registries)} -> {settings.local_registry} only"
+    )
+    assert not problems, record.actual
+
+
+@pytest.mark.check("4")
+def test_kubelet_flag_agrees_with_the_runtime(node: Node, record: CheckResult) -> None:
+    settings, image = node.expect.settings, node.expect.sandbox_image
+    takes_flag = versions.kubelet_takes_pause_flag(settings.kubernetes_version)
+    path = settings.kubelet_flags_file
+    record.expected = (
+        f"--pod-infra-container-image={image} in {path}"
+        if takes_flag
+        else f"no --pod-infra-container-image in {path} (Kubernetes {settings.kubernetes_version} refuses it)"
+    )
+    text = node.read(path)
+    if text is None and node.once("command -v kubelet").rc != 0:
+        record.info(f"no kubelet on this node and no {path}: nothing to check")
+        return
+    flag = readers.kubelet_pause_flag(text)
+    record.actual = (
+        f"{path} is missing"
+        if text is None
+        else f"--pod-infra-container-image={flag}"
+        if flag
+        else ("no --pod-infra-container-image")
+    )
+    assert flag == (image if takes_flag else None), record.actual
+
+
+@pytest.mark.check("5")
+def test_pause_image_is_stored_with_its_digest_and_pinned(node: Node, cri: CRI, record: CheckResult) -> None:
+    expect = node.expect
+    record.expected = f"{expect.store_name} at {expect.digest or '(digest unknown)'} ({expect.digest_source}), pinned"
+    digest, labels = _stored(node, cri, expect.store_name)
+    if digest is None:
+        record.actual = f"{expect.store_name} is not in the image store"
+        pytest.fail(record.actual)
+    reported = cri.get().image_status(expect.store_name)
+    cri_pinned = bool(reported and reported.pinned)
+    problems = []
+    if expect.digest is None:
+        problems.append(f"expected digest {expect.digest_source}; set host data pause_digest")
+    elif digest != expect.digest:
+        problems.append(f"digest {digest}")
+    if node.runtime == "containerd":
+        verdict, pin = readers.pin_verdict(node.version, labels.get(ctr.PINNED_LABEL), cri_pinned)
+    else:
+        verdict, pin = ("pass" if cri_pinned else "fail"), f"CRI pinned={str(cri_pinned).lower()}"
+    if verdict == "fail":
+        problems.append(pin)
+    record.actual = "; ".join(problems) or f"{expect.store_name} at {digest}, {pin}"
+    assert not problems, record.actual
+    if verdict == "warn":
+        record.warn(record.actual)
+        record.remediation = "Upgrade containerd to 1.6.22, 1.7.3 or later: they honour the pinned label."
+
+
+def _mirror_route(node: Node) -> tuple[str, str, str]:
+    """(URL of the pause manifest as the runtime would ask for it, CA file on the node, where the route came from)."""
+    expect, settings = node.expect, node.expect.settings
+    canonical = settings.sandbox_image_mode == "canonical"
+    repo = "pause" if canonical else settings.pause_repository
+    prefix = f"/{settings.registry_prefix}" if settings.registry_prefix and canonical else ""
+    route, ca, source = f"https://{settings.local_registry}/v2{prefix}", NODE_CA, "inventory (no hosts.toml)"
+    if node.runtime == "containerd":
+        path = f"{settings.containerd_certs_dir}/{expect.mirror_for}/hosts.toml"
+        text = node.read(path)
+        try:
+            endpoints = [e for e in readers.hosts_endpoints(text) if "resolve" in e.capabilities] if text else []
+        except tomllib.TOMLDecodeError:
+            endpoints = []
+        if endpoints:
+            route, source = endpoints[0].api_root, path
+            ca = endpoints[0].ca[0] if endpoints[0].ca else NODE_CA
+    return f"{route}/{repo}/manifests/{settings.pause_tag}", ca, source
+
+
+@pytest.mark.check("6")
+def test_node_resolves_pause_at_its_mirror_and_not_upstream(node: Node, record: CheckResult) -> None:
+    expect, settings = node.expect, node.expect.settings
+    url, ca, source = _mirror_route(node)
+    gap = f"{settings.airgap_probe} unreachable" if settings.airgap_probe else "the air gap checked (airgap_probe)"
+    record.expected = f"HTTP 200 with digest {expect.digest or '(any)'} at the node's mirror; {gap}"
+    command = f"curl -sS -m 10 -o /dev/null -D - -H 'Accept: {', '.join(ALL_MANIFEST_TYPES)}'"
+    if settings.ca:
+        command += f" --cacert '{ca}'"
+    stdin = b""
+    if settings.pull_credentials:  # on stdin: no command line on either side ever shows it
+        command += " -K -"
+        stdin = readers.curl_config(*settings.pull_credentials)
+    reply = node.run_input(f"{command} '{url}'", stdin)
+    status, headers = readers.http_reply(reply.stdout.decode(errors="replace"))
+    digest = headers.get("docker-content-digest")
+    problems = []
+    if reply.returncode != 0 or status != 200:
+        error = reply.stderr.decode(errors="replace").strip()[:300]
+        problems.append(
+            f"{url} (from {source}): " + (f"HTTP {status}" if status else error or f"rc {reply.returncode}")
+        )
+        record.remediation = (
+            f"The node cannot resolve pause:{settings.pause_tag} at {url}: mirror it into the registry that URL names "
+            "(deploys/mirror.py, or `podinfra mirror`), or point hosts.toml at the registry that holds it "
+            "(deploys/node.py); for TLS or 401 errors, check the CA and the pull credentials."
+        )
+    elif expect.digest and digest != expect.digest:
+        problems.append(f"{url} serves {digest}")
+    if settings.airgap_probe:
+        probe = node.run("curl -sS -m 3 -o /dev/null %s", f"http://{settings.airgap_probe}/")
+        # 6: no name, 7: no route or refused, 28: timed out; anything else means a connection was made.
+        if probe.rc not in (6, 7, 28):
+            problems.append(f"the node reached the upstream {settings.airgap_probe} (curl rc {probe.rc})")
+            record.remediation = (
+                f"The node reaches {settings.airgap_probe}, which the inventory says it must not (airgap_probe): "
+                "remove its route or open firewall rule to the upstream."
+            )
+        else:
+            gap = f"{settings.airgap_probe} unreachable ({probe.stderr.strip().removeprefix('curl: ')[:120]})"
+    record.actual = "; ".join(problems) or f"{url} (from {source}): HTTP 200, {digest}; {gap}"
+    assert not problems, record.actual
+    if not settings.airgap_probe:
+        record.warn(f"{record.actual}: the air gap was not checked (no airgap_probe)")
+        record.remediation = "Set host data airgap_probe to an upstream HOST:PORT the node must not reach."
+
+
+@pytest.mark.check("7")
+def test_probe_sandbox_starts_from_the_expected_pause(
+    node: Node, cri: CRI, record: CheckResult, request: pytest.FixtureRequest
+) -> None:
+    require(done(request.config, node.name), record, ("1", "2", "3", "4", "5", "6"))
+    expect, timeout = node.expect, node.expect.settings.check_probe_timeout
+    record.expected = f"Ready within {timeout:.0f}s from {expect.sandbox_image} ({expect.digest}), a pod IP, removed"
+    runtime = cri.get()
+    started = time.monotonic()
+    with probes.held_interrupts() as checkpoint, probes.probe_sandbox(runtime) as sandbox_id:
+        status = runtime.sandbox_status(sandbox_id)
+        while status.state != "SANDBOX_READY" and time.monotonic() - started < timeout:
+            checkpoint()
+            time.sleep(0.2)
+            status = runtime.sandbox_status(sandbox_id)
+        ready = time.monotonic() - started
+        digest, _ = _stored(node, cri, status.image) if status.image else (None, {})
+    gone = sandbox_id not in runtime.sandboxes()
+    problems = []
+    if status.state != "SANDBOX_READY":
+        problems.append(f"{status.state} after {ready:.1f}s")
+    if digest is None or digest != expect.digest:
+        problems.append(f"sandbox image {status.image or '(none)'} is {digest}")
+    if not status.ip:
+        problems.append("no pod IP")
+    if not gone:
+        problems.append(f"sandbox {sandbox_id[:12]} still listed after removal")
+    record.actual = (
+        "; ".join(problems) or f"Ready in {ready:.2f}s from {status.image} ({digest}), IP {status.ip}, removed"
+    )
+    assert not problems, record.actual
+
+
+def _sh(runtime: Runtime, container: str, script: str, timeout: int = 10) -> str:
+    result = runtime.exec_sync(container, [BUSYBOX, "sh", "-c", script], timeout=timeout)
+    if result.exit_code != 0:
+        raise AssertionError(f"`{script}` exited {result.exit_code}: {(result.stderr or result.stdout).strip()[:200]}")
+    return result.stdout
+
+
+@pytest.mark.check("8")
+def test_pause_holds_the_pods_namespaces(
+    node: Node, cri: CRI, record: CheckResult, request: pytest.FixtureRequest
+) -> None:
+    image = node.expect.settings.check_probe_image
+    if image is False:
+        record.info("not run: check_probe_image is false")
+        return
+    require(done(request.config, node.name), record, ("1", "2", "3", "4", "5", "6", "7"))
+    record.expected = (
+        "pause is PID 1 and reaps an orphan; the app sees the pod IP on eth0, keeps it after a kill and restart; "
+        "stopping the sandbox stops the app"
+    )
+    runtime = cri.get()
+    try:
+        if runtime.image_status(image) is None:
+            runtime.pull(image)
+    except CRIError as e:
+        settings = node.expect.settings
+        record.warn(f"not run: cannot pull the probe image {image}: {e}")
+        record.remediation = (
+            f"Put the probe image into the local registry: `podinfra probe-image --to {settings.local_registry} "
+            f"--ca-file CA --username PUSH_USER --password-file FILE` (it builds {image} from this machine's "
+            "static busybox), or set check_probe_image to an image with a static /bin/busybox, or false."
+        )
+        pytest.skip(record.actual)
+    steps: list[str] = []
+    command = [BUSYBOX, "sleep", "3600"]
+    with probes.held_interrupts() as checkpoint, probes.probe_sandbox(runtime, share_pid=True) as sandbox_id:
+        ip = runtime.sandbox_status(sandbox_id).ip
+        app = runtime.create_container(sandbox_id, "app", image, command, share_pid=True)
+        runtime.start_container(app)
+        checkpoint()
+
+        # Few execs (each is a runc exec on the node): one reads PID 1 and the addresses, one makes an orphan
+        # (its parent, a subshell, exits at once) and watches what becomes of it.
+        init, _, seen = _sh(runtime, app, f"{BUSYBOX} cat /proc/1/comm; {BUSYBOX} ip -o -4 addr show").partition("\n")
+        steps.append(f"PID 1 is {init}")
+        assert init == "pause", "; ".join(steps)
+
+        orphan_script = (
+            f"b={BUSYBOX}; pid=$( ($b sleep 0.3 </dev/null >/dev/null 2>&1 & echo $!) ); "
+            "ppid=$($b grep PPid /proc/$pid/status 2>/dev/null | $b cut -f2); "
+            "i=0; while [ -e /proc/$pid ] && [ $i -lt 50 ]; do $b sleep 0.1; i=$((i+1)); done; "
+            "if [ -e /proc/$pid ]; then state=$($b grep State /proc/$pid/status | $b cut -f2); else state=reaped; fi; "
+            'echo "$pid ${ppid:-gone} $state"'
+        )
+        orphan, parent, state = _sh(runtime, app, orphan_script).strip().split(" ", 2)
+        steps.append(f"orphan {orphan} re-parented to {parent}, then {state}")
+        record.actual = "; ".join(steps)
+        assert parent in ("1", "gone") and state == "reaped", record.actual
+
+        steps.append(f"app sees {ip}" if f"inet {ip}/" in seen else f"app does not see {ip}: {seen.strip()[:200]}")
+        record.actual = "; ".join(steps)
+        assert f"inet {ip}/" in seen, record.actual
+        checkpoint()
+
+        runtime.stop_container(app, grace=0)
+        killed = runtime.container_state(app)
+        runtime.remove_container(app)
+        app = runtime.create_container(sandbox_id, "app", image, command, attempt=1, share_pid=True)
+        runtime.start_container(app)
+        again = _sh(runtime, app, f"{BUSYBOX} ip -o -4 addr show")
+        kept = f"inet {ip}/" in again and runtime.sandbox_status(sandbox_id).ip == ip
+        steps.append(f"app killed ({killed}) and started again: IP {'kept' if kept else 'changed'}")
+        record.actual = "; ".join(steps)
+        assert killed == "CONTAINER_EXITED" and kept, record.actual
+
+        runtime.stop_sandbox(sandbox_id)
+        after = runtime.container_state(app)
+        steps.append(f"sandbox stopped: app {after}")
+        record.actual = "; ".join(steps)
+        assert after == "CONTAINER_EXITED", record.actual
+    record.actual = "; ".join(steps) + "; removed"
+
+
+@pytest.mark.check("9")
+def test_running_sandboxes_use_the_expected_pause(node: Node, cri: CRI, record: CheckResult) -> None:
+    expect = node.expect
+    record.expected = f"every running sandbox from {expect.sandbox_image}"
+    runtime = cri.get()
+    others = readers.sandboxes_on_other_pause(runtime.sandbox_images(), expect.sandbox_image, expect.store_name)
+    if others:
+        record.info(f"{len(others)} sandbox(es) still on another pause: " + "; ".join(others[:10]))
+        return
+    record.actual = "every running sandbox runs it (or none runs)"

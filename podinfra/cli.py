@@ -88,6 +88,8 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--upstream-port", type=int, default=DEFAULT_UPSTREAM_PORT)
     _containerd_option(up, ",".join(CONTAINERD_LINES))
     lab_commands.add_parser("down", parents=[named], help="remove everything the lab made")
+    fetch = lab_commands.add_parser("fetch", help="fetch the containerd lines' Debian packages into the cache")
+    _containerd_option(fetch, ",".join(CONTAINERD_LINES))
     lab_commands.add_parser("reset", parents=[named], help="nodes back to their fresh runtime state")
     status = lab_commands.add_parser("status", parents=[named], help="nodes, registries, SSH key and inventory")
     status.add_argument("--json", action="store_true")
@@ -146,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                 _lab_status(args.name, as_json=False)
             elif args.lab_command == "down":
                 lifecycle.down(args.name)
+            elif args.lab_command == "fetch":
+                for line, version in lifecycle.fetch(args.containerd or CONTAINERD_LINES).items():
+                    print(f"containerd {line}: {version}")
             elif args.lab_command == "reset":
                 lifecycle.reset(args.name)
             else:

@@ -324,8 +324,8 @@ class GroupData(_Data):
 
 MODELS = (NodeData, RegistryData, MirrorData, GroupData)
 KEYS = {name for model in MODELS for name in model.model_fields}
-# kubernetes_version is also read from registry hosts (the mirror deploy's own version, when set).
-_PYINFRA_PREFIXES = ("ssh_", "winrm_", "docker_", "chroot_", "_", "podman_", "local_", "terraform_")
+# pyinfra's own data (connectors, global arguments): never taken for a misspelt podinfra key.
+_PYINFRA_PREFIXES = ("ssh_", "winrm_", "docker_", "dockerssh_", "chroot_", "podman_", "terraform_", "vagrant_", "_")
 
 
 def _secret(model: type[BaseModel], name: str) -> bool:

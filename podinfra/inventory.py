@@ -69,8 +69,8 @@ def load_inventory(path: str, data: Iterable[str] = ()) -> Any:
     the file or in the working directory, a group named after the file. Host objects are pyinfra's,
     so ``podinfra.hostdata`` reads them as the deploys do.
 
-    >>> load_inventory("inventories/lab.py").get_group("nodes")  # doctest: +SKIP
-    [Host(node1), Host(node2)]
+    >>> load_inventory("tests/unit/fleet.py", ["kubernetes_version=1.31"]).get_group("k8s_workers")
+    [Host(worker-a), Host(worker-b)]
     """
     from pyinfra.api.inventory import Inventory
 

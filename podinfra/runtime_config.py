@@ -5,13 +5,14 @@ Formats are the runtimes' documented ones: containerd ``docs/hosts.md``; CRI-O `
 config.toml is edited by :mod:`podinfra.containerd.config`.
 
 >>> kubelet_flags(None, "1.36", "registry.k8s.io/pause:3.10.2")
-'KUBELET_KUBEADM_ARGS=""\n'
+'KUBELET_KUBEADM_ARGS=""\\n'
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -19,10 +20,11 @@ import jinja2
 
 from podinfra import versions
 from podinfra.containerd.shape import ConfigError
-from podinfra.paths import templates
 from podinfra.reference import ReferenceError, parse, split_registry
 from podinfra.tomlpath import dotted
 
+# The Jinja2 templates: the repository's templates/, which podinfra/templates links to (and a wheel carries).
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _KUBELET_ARGS = re.compile(r"^(?P<head>\s*(?:export\s+)?KUBELET_KUBEADM_ARGS=)(?P<value>.*?)(?P<tail>\s*)$")
 _PAUSE_FLAG = "pod-infra-container-image"
@@ -234,7 +236,7 @@ def _toml_list(values: Sequence[str]) -> str:
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates()),
+        loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

@@ -18,7 +18,7 @@ from pyinfra.operations.util import any_changed
 
 from podinfra.facts import HttpStatus
 from podinfra.hostdata import RegistrySettings, registry_settings
-from podinfra.paths import templates
+from podinfra.runtime_config import TEMPLATES
 
 REGISTRY = "docker-registry.service"
 # Debian's unit runs `docker-registry serve /etc/docker/registry/config.yml` as User=docker-registry.
@@ -74,7 +74,7 @@ def local_registry(settings: RegistrySettings | None = None) -> None:
         files.directory(name=f"No {old} (older layout)", path=old, present=False)
     registry_config = files.template(
         name="Registry config (loopback only)",
-        src=str(templates() / "registry" / "config.yml.j2"),
+        src=str(TEMPLATES / "registry" / "config.yml.j2"),
         dest=CONFIG,
         user="root",
         group="root",
@@ -93,7 +93,7 @@ def local_registry(settings: RegistrySettings | None = None) -> None:
     files.link(name="No default nginx site", path="/etc/nginx/sites-enabled/default", present=False)
     front = files.template(
         name="nginx front: TLS, users, only the push user writes",
-        src=str(templates() / "registry" / "nginx.conf.j2"),
+        src=str(TEMPLATES / "registry" / "nginx.conf.j2"),
         dest=NGINX_CONF,
         user="root",
         group="root",

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from podinfra.lab import image, node, pause, upstream
+from podinfra.lab import image, node, pause, suites, upstream
 from podinfra.lab.state import STATE_ROOT, LabConfig, LabError, LabState, NodeState, pid_alive
 from podinfra.registry import RegistryClient
 
@@ -152,6 +152,16 @@ def up(config: LabConfig) -> LabState:
         node.wait_for_ssh(state, booted)
     progress(f"lab {config.name} up in {time.monotonic() - started:.1f}s")
     return state
+
+
+def fetch(lines: tuple[str, ...], log: Path = Path("/dev/null")) -> dict[str, str]:
+    """The Debian packages of the containerd `lines` unpacked in the cache (no root needed for the cache
+    itself; apt's own state is kept there); returns line -> package version."""
+    found = {}
+    for line in lines:
+        suite = image.LINES.get(line)
+        found[line] = suites.unpack(suite, "containerd", line, log)[1] if suite else "(the node image's own)"
+    return found
 
 
 def _mounts_under(root: Path) -> list[str]:

@@ -1,6 +1,6 @@
-"""Bad inventory data is refused before any host is touched, naming the key; secrets stay hidden.
+"""Bad inventory data is refused before any host is touched, naming the key and the fix; secrets stay hidden.
 
-hostdata reads pyinfra's Host only through `.name` and `.data.get`, so a plain stand-in drives it.
+hostdata reads pyinfra's Host only through `.name`, `.data.get` and `.data.dict`, so a plain stand-in drives it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ class Data:
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
+
+    def dict(self) -> dict[str, Any]:
+        return dict(self.values)
 
 
 @dataclass
@@ -43,7 +46,11 @@ def node(ca: Path, **overrides: Any) -> FakeHost:
 
 def test_good_node_data_passes(ca):
     settings = hostdata.node_settings(node(ca, registry_pull_password="s3cret"))  # type: ignore[arg-type]
-    assert (settings.pause_tag, settings.registry, settings.pull_user) == ("3.10", "10.0.0.2:5000", "pull")
+    assert (settings.pause_tag, settings.local_registry, settings.pull_credentials) == (
+        "3.10",
+        "10.0.0.2:5000",
+        ("pull", "s3cret"),
+    )
     assert "s3cret" not in repr(settings)
 
 
@@ -59,7 +66,9 @@ def test_good_node_data_passes(ca):
         ({"sandbox_image_mode": "rewrite"}, "sandbox_image_mode"),
         ({"registry_ca": None}, "registry_ca"),
         ({"registry_ca": "/nonexistent/ca.crt"}, "registry_ca"),
-        ({"registry_insecure": "yes"}, "registry_insecure"),
+        ({"registry_ca": "elsewhere"}, "registry_ca"),
+        ({"kubelet_flags_create": "yes"}, "kubelet_flags_create"),
+        ({"old_pause": "delete"}, "old_pause"),
         ({"registry_pull_password": 1234}, "registry_pull_password"),
         ({"mirrored_registries": "registry.k8s.io"}, "mirrored_registries"),
         ({"restart_batch": 0}, "restart_batch"),
@@ -71,6 +80,32 @@ def test_good_node_data_passes(ca):
 def test_bad_node_data_names_the_key(ca, overrides, key):
     with pytest.raises(DeployError, match=rf"host node1: host data {key}"):
         hostdata.node_settings(node(ca, **overrides))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"kubernetes_version": 1.3}, "kubernetes_version=1.3: .* is a number: quote it"),
+        ({"kubernetes_version": 1.31}, "quote it, as \"1.31\" in the inventory or --data 'KEY=\"1.31\"'"),
+        ({"airgap_prob": "10.0.0.1:443"}, "host data airgap_prob: not a podinfra key: did you mean airgap_probe"),
+        ({"restart_bacth": 2}, "did you mean restart_batch"),
+        ({"local_registy": "10.0.0.2:5000"}, "did you mean local_registry"),
+        ({"local_registry": None}, "host data local_registry: required: HOST\\[:PORT\\] of the registry"),
+    ],
+)
+def test_typos_and_numbers_name_the_fix(ca, overrides, message):
+    with pytest.raises(DeployError, match=message):
+        hostdata.node_settings(node(ca, **overrides))  # type: ignore[arg-type]
+
+
+def test_keys_of_other_tools_and_of_pyinfra_are_left_alone(ca):
+    host = node(ca, ssh_port=2222, _sudo=True, team="platform", registry_insecure=True)
+    assert hostdata.node_settings(host).kubernetes_version == "1.31"  # type: ignore[arg-type]
+
+
+def test_the_system_trust_store_is_said_explicitly(ca):
+    settings = hostdata.node_settings(node(ca, registry_ca="system"))  # type: ignore[arg-type]
+    assert settings.ca is None
 
 
 def test_a_ca_file_that_is_not_a_certificate_is_refused(ca, tmp_path):
@@ -99,3 +134,16 @@ def test_bad_mirror_data_names_the_key(overrides, key):
     host = FakeHost(Data({"kubernetes_version": "1.31", **overrides}), name="registry")
     with pytest.raises(DeployError, match=key):
         hostdata.mirror_settings(host)  # type: ignore[arg-type]
+
+
+def test_the_mirror_takes_every_version_the_nodes_run():
+    host = FakeHost(Data({}), name="registry")
+    settings = hostdata.mirror_settings(host, ["1.31", "1.36", "1.33"])  # type: ignore[arg-type]
+    assert [str(i) for i in settings.images] == ["registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10.2"]
+    with pytest.raises(DeployError, match="no node names a Kubernetes version"):
+        hostdata.mirror_settings(host)  # type: ignore[arg-type]
+
+
+def test_the_readme_lists_every_key():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert hostdata.keys_table() in readme, "regenerate the table: python -m podinfra.hostdata"

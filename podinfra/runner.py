@@ -38,7 +38,7 @@ SUITE = Path(importlib.import_module("podinfra.suite").__file__ or "").parent
 # gRPC channel before the fork.)
 PRELOAD = (
     *("pytest", "testinfra.plugin", "testinfra.backend.ssh"),
-    *("podinfra.suite.conftest", "podinfra.suite.test_checks"),
+    *("podinfra.suite.plugin", "podinfra.suite.test_checks"),
 )
 
 
@@ -73,9 +73,10 @@ def ssh_config_text(hosts: Sequence[Host], control_dir: Path) -> str:
 
 def suite_args(node: str, ssh_config: Path, results: Path) -> list[str]:
     """pytest's arguments for one node's run of the suite."""
-    # --confcutdir: the suite's conftest only, never a conftest of the directories above it.
-    # --assert=plain: each check words its own failure (record.actual), so no assertion rewriting at start-up.
-    args = [str(SUITE), "-p", "testinfra.plugin", "-p", "no:cacheprovider", "-q", "--tb=short", "--assert=plain"]
+    # --confcutdir: no conftest of the directories above the suite. --assert=plain: each check words its own
+    # failure (record.actual), so no assertion rewriting at start-up.
+    args = [str(SUITE), "-p", "testinfra.plugin", "-p", "podinfra.suite.plugin", "-p", "no:cacheprovider"]
+    args += ["-q", "--tb=short", "--assert=plain"]
     args += [f"--confcutdir={SUITE}", "--rootdir", str(SUITE), f"--hosts=ssh://{node}", f"--ssh-config={ssh_config}"]
     return args + [f"--podinfra-results={results}"]
 

@@ -26,7 +26,7 @@ PACKAGES = (
     "iproute2,ca-certificates,python3,curl,docker-registry,nginx"
 )
 # Bump when customize() changes what it writes, so cached base trees are rebuilt.
-RECIPE = 2
+RECIPE = 3
 FILES = resources.files("podinfra.lab") / "files"
 # containerd line -> the Debian suite its package comes from (None: the base tree's own).
 LINES: dict[str, str | None] = {"1.6": None, "1.7": "trixie", "2.1": "sid"}
@@ -147,8 +147,9 @@ def customize(tree: Path) -> None:
     # Nodes have no way out; they should not try.
     for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
         _link(tree, f"/etc/systemd/system/{timer}", "/dev/null")
-    # The registry deploy turns the service on where it belongs.
-    (tree / "etc/systemd/system/multi-user.target.wants/docker-registry.service").unlink(missing_ok=True)
+    # The registry deploy turns these on where they belong.
+    for service in ("docker-registry.service", "nginx.service"):
+        (tree / "etc/systemd/system/multi-user.target.wants" / service).unlink(missing_ok=True)
     _link(
         tree,
         "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service",

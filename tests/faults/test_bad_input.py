@@ -86,7 +86,7 @@ def test_bad_node_data_names_the_key(ca, overrides, key):
     ("overrides", "message"),
     [
         ({"kubernetes_version": 1.3}, "kubernetes_version=1.3: .* is a number: quote it"),
-        ({"kubernetes_version": 1.31}, "quote it, as \"1.31\" in the inventory or --data 'KEY=\"1.31\"'"),
+        ({"kubernetes_version": 1.31}, 'quote it, as "1.31" in the inventory or --data \'KEY="1.31"\''),
         ({"airgap_prob": "10.0.0.1:443"}, "host data airgap_prob: not a podinfra key: did you mean airgap_probe"),
         ({"restart_bacth": 2}, "did you mean restart_batch"),
         ({"local_registy": "10.0.0.2:5000"}, "did you mean local_registry"),

@@ -1,4 +1,5 @@
-"""A real lab for the integration tests: 2 nspawn nodes plus the registry node, on their own subnet."""
+"""A real lab for the integration tests: 3 nspawn nodes, one per containerd line (1.6, 1.7, 2.1), plus the
+registry node, on their own subnet."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from typing import Any
 import pytest
 
 LAB = "citest"
+LAB_ARGS = ("--name", LAB, "--nodes", "3", "--subnet", "10.213.1.0/24", "--upstream-port", "5101")
+# node -> its containerd line (lab up gives the lines to the nodes in turn)
+LINES = {"node1": "1.6", "node2": "1.7", "node3": "2.1"}
+NODES = tuple(LINES)
 PODINFRA = [sys.executable, "-m", "podinfra.cli"]
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 # Makes a node's containerd refuse any config naming pause 3.10.1, as a broken config would; HEAL undoes it.
@@ -71,16 +76,14 @@ def lab() -> Iterator[dict[str, Any]]:
     if os.geteuid() != 0:
         pytest.fail("the lab tests need root")
     podinfra("lab", "down", "--name", LAB)
-    up = podinfra(
-        "lab", "up", "--name", LAB, "--nodes", "2", "--subnet", "10.213.1.0/24", "--upstream-port", "5101", check=False
-    )
+    up = podinfra("lab", "up", *LAB_ARGS, check=False)
     assert up.returncode == 0, up.stderr
     status = json.loads(podinfra("lab", "status", "--name", LAB, "--json").stdout)
     # Later modules deploy the registry; what the lab itself booted is recorded here.
     config = Path(status["ssh"]["config"])
-    status["registry_service_at_boot"] = ssh(
-        config, "registry", "systemctl is-active docker-registry", check=False
-    ).stdout.strip()
+    status["registry_service_at_boot"] = " ".join(
+        ssh(config, "registry", "systemctl is-active docker-registry nginx", check=False).stdout.split()
+    )
     yield status
     podinfra("lab", "down", "--name", LAB)
     assert leftovers(f"/var/lib/podinfra/{LAB}", status["bridge"]["name"]) == []
@@ -98,3 +101,17 @@ def ssh_config(lab: dict[str, Any]) -> Path:
 
 def ssh(config: Path, host: str, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ssh", "-F", str(config), host, command], capture_output=True, text=True, check=check)
+
+
+def dump(config: Path, node: str) -> str:
+    return ssh(config, node, "containerd config dump").stdout
+
+
+def sandbox_image(config: Path, node: str) -> str:
+    """The sandbox image in the node's effective config, on every line (1.x `sandbox_image = "..."`,
+    2.x `sandbox = '...'`)."""
+    import re
+
+    found = re.search(r"^\s*sandbox(?:_image)? = ['\"]([^'\"]*)['\"]", dump(config, node), re.MULTILINE)
+    assert found, f"no sandbox image in {node}'s config dump"
+    return found[1]

@@ -14,19 +14,21 @@ import pytest
 import testinfra
 
 from podinfra.cri import Runtime, forwarded_socket
+from podinfra.lab.image import config_file
 from podinfra.registry import RegistryClient
 
-from .conftest import LAB, leftovers, podinfra, reset_nodes, ssh
+from .conftest import LAB, LAB_ARGS, LINES, NODES, leftovers, podinfra, reset_nodes, ssh
 
 pytestmark = pytest.mark.lab
 
 
 def test_status_lists_nodes_registries_key_and_inventory(lab):
-    assert [(n["name"], n["group"], n["state"]) for n in lab["nodes"]] == [
-        ("registry", "registry", "running"),
-        ("node1", "nodes", "running"),
-        ("node2", "nodes", "running"),
+    assert [(n["name"], n["group"], n["state"], n["containerd"]) for n in lab["nodes"]] == [
+        ("registry", "registry", "running", "1.6"),
+        *((node, "nodes", "running", line) for node, line in LINES.items()),
     ]
+    versions = {n["name"]: n["containerd_version"] for n in lab["nodes"]}
+    assert versions["node2"].startswith("1.7.") and versions["node3"].startswith("2.1."), versions
     assert lab["ssh"]["user"] == "root" and os.path.exists(lab["ssh"]["key"])
     assert lab["upstream"] == "127.0.0.1:5101"
     assert lab["inventory"].endswith("inventories/lab.py")
@@ -41,9 +43,19 @@ def test_every_node_runs_systemd_sshd_and_containerd(lab, ssh_config):
         assert host.interface("host0").addresses[0] == node["address"]
         assert host.file("/usr/lib/cni/bridge").exists
         assert host.run("systemctl is-system-running").stdout.strip() in ("running", "degraded")
+        line = LINES.get(node["name"], "1.6")
+        assert f" {line}." in host.check_output("containerd --version").replace(" v", " "), node["name"]
     registry = testinfra.get_host("ssh://registry", ssh_config=str(ssh_config))
-    assert registry.package("docker-registry").is_installed
-    assert lab["registry_service_at_boot"] == "inactive", "deploys/registry.py turns it on, not the lab"
+    assert registry.package("docker-registry").is_installed and registry.package("nginx").is_installed
+    assert lab["registry_service_at_boot"] == "inactive inactive", "deploys/registry.py turns them on, not the lab"
+
+
+def test_reset_puts_each_nodes_own_lines_config_back(lab, ssh_config):
+    for node in NODES:
+        ssh(ssh_config, node, "echo '# changed' >> /etc/containerd/config.toml")
+    reset_nodes()
+    for node, line in LINES.items():
+        assert ssh(ssh_config, node, "cat /etc/containerd/config.toml").stdout == config_file(line).decode(), node
 
 
 def test_pyinfra_reaches_the_nodes_through_the_lab_inventory(lab):
@@ -55,7 +67,7 @@ def test_pyinfra_reaches_the_nodes_through_the_lab_inventory(lab):
     )
     assert result.returncode == 0, result.stderr
     totals = json.loads(result.stdout[result.stdout.index("{") :])["results"]["totals"]
-    assert totals["success"] == 3 and totals["error"] == 0
+    assert totals["success"] == 4 and totals["error"] == 0
 
 
 def test_upstream_serves_multi_platform_pause_images(lab):
@@ -68,7 +80,7 @@ def test_upstream_serves_multi_platform_pause_images(lab):
 def test_nodes_are_air_gapped(lab, ssh_config):
     gateway = lab["bridge"]["address"].split("/")[0]
     port = lab["upstream"].split(":")[1]
-    for node in ("node1", "node2"):
+    for node in NODES:
         assert ssh(ssh_config, node, "ip route show default").stdout == ""
         assert ssh(ssh_config, node, "ip route get 192.0.2.1", check=False).returncode != 0
         blocked = ssh(ssh_config, node, f"curl -sS -m 3 http://{gateway}:{port}/v2/", check=False)
@@ -114,7 +126,7 @@ def test_a_pod_sandbox_starts_from_the_upstream_pause_image(lab, ssh_config):
 
 def test_up_twice_keeps_the_running_nodes(lab):
     before = json.loads(podinfra("lab", "status", "--name", LAB, "--json").stdout)
-    again = podinfra("lab", "up", "--name", LAB, "--nodes", "2", "--subnet", "10.213.1.0/24", "--upstream-port", "5101")
+    again = podinfra("lab", "up", *LAB_ARGS)
     assert "booting" not in again.stderr
     status = json.loads(podinfra("lab", "status", "--name", LAB, "--json").stdout)
     assert [n["pid"] for n in status["nodes"]] == [n["pid"] for n in before["nodes"]]

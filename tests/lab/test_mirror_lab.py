@@ -103,13 +103,13 @@ def test_an_air_gapped_node_pulls_the_canonical_name_through_the_mirror(lab, loc
     hosts = base64.b64encode(hosts_toml.encode()).decode()
     ssh(
         ssh_config,
-        "node2",
+        "node3",
         f"mkdir -p /etc/podinfra-test/certs.d/registry.k8s.io && echo {ca} | base64 -d > /etc/podinfra-test/ca.crt"
         f" && echo {hosts} | base64 -d > /etc/podinfra-test/certs.d/registry.k8s.io/hosts.toml",
     )
     pulled = ssh(
         ssh_config,
-        "node2",
+        "node3",
         "ctr -n podinfra-test images pull --hosts-dir /etc/podinfra-test/certs.d registry.k8s.io/pause:3.10"
         " && ctr -n podinfra-test images ls -q",
         check=False,
@@ -121,9 +121,9 @@ def test_an_air_gapped_node_pulls_the_canonical_name_through_the_mirror(lab, loc
         capture_output=True,
         check=True,
     ).stdout
-    listed = ssh(ssh_config, "node2", "ctr -n podinfra-test images ls").stdout
+    listed = ssh(ssh_config, "node3", "ctr -n podinfra-test images ls").stdout
     assert "sha256:" + hashlib.sha256(digest).hexdigest() in listed
-    ssh(ssh_config, "node2", "ctr -n podinfra-test images rm registry.k8s.io/pause:3.10; rm -rf /etc/podinfra-test")
+    ssh(ssh_config, "node3", "ctr -n podinfra-test images rm registry.k8s.io/pause:3.10; rm -rf /etc/podinfra-test")
 
 
 def test_mirror_deploy_puts_upstream_digests_in_the_registry_and_then_changes_nothing(lab, local_registry, tmp_path):
@@ -152,7 +152,7 @@ def test_bad_inventory_data_fails_before_any_host_is_touched(lab):
 
 
 def test_a_local_registry_that_is_down_is_one_line_naming_it(lab, local_registry, ssh_config):
-    ssh(ssh_config, "registry", "systemctl stop docker-registry")
+    ssh(ssh_config, "registry", "systemctl stop nginx")
     try:
         result = pyinfra(lab, "mirror", "1.31", "--json")
         assert result.returncode != 0
@@ -161,4 +161,4 @@ def test_a_local_registry_that_is_down_is_one_line_naming_it(lab, local_registry
         cli = mirror(lab, local_registry, "--kubernetes-version", "1.31")
         assert cli.returncode == 2 and cli.stderr.strip().splitlines()[-1] == f"podinfra: {expected}"
     finally:
-        ssh(ssh_config, "registry", "systemctl start docker-registry")
+        ssh(ssh_config, "registry", "systemctl start nginx")

@@ -1,40 +1,52 @@
-"""deploys/node.py on the lab's real containerd 1.6 nodes: config, mirror, pinning, restarts."""
+"""deploys/node.py on the lab's real containerd 1.6, 1.7 and 2.1 nodes: config, mirror, pinning, restarts."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
 import uuid
+from collections import Counter
 
 import pytest
-from cri_api.v1 import api_pb2 as cri
 
+from podinfra import versions
 from podinfra.cri import Runtime, SandboxStatus, forwarded_socket
+from podinfra.lab.image import config_file
 
-from .conftest import HEAL, LAB, PYINFRA, REFUSE, pyinfra, reset_nodes, ssh, totals
+from .conftest import HEAL, LAB, LINES, NODES, PYINFRA, REFUSE, dump, pyinfra, reset_nodes, sandbox_image, ssh, totals
 
 pytestmark = pytest.mark.lab
-NODES = ("node1", "node2")
+CONTAINERD = {"1.6": "1.6.20", "1.7": "1.7.24", "2.1": "2.1.9"}
 
 
 def deploy(lab, name: str, version: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return pyinfra(lab, name, version, "--json", *extra)
 
 
-def dump(ssh_config, node: str) -> str:
-    return ssh(ssh_config, node, "containerd config dump").stdout
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
 
 
 @pytest.fixture(scope="module")
 def mirrored(lab):
     reset_nodes()
-    for name in ("registry", "mirror"):
-        result = deploy(lab, name, "1.31")
-        assert result.returncode == 0, result.stderr[-2000:]
-    result = deploy(lab, "mirror", "1.34")
-    assert result.returncode == 0, result.stderr[-2000:]
+    ok(deploy(lab, "registry", "1.31"))
+    for version in ("1.31", "1.34"):
+        ok(deploy(lab, "mirror", version))
     return lab
+
+
+def upstream_digest(lab, tag: str) -> str:
+    index = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{lab['upstream']}/pause:{tag}"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return "sha256:" + hashlib.sha256(index).hexdigest()
 
 
 def sandbox(ssh_config, node: str) -> SandboxStatus:
@@ -46,89 +58,104 @@ def sandbox(ssh_config, node: str) -> SandboxStatus:
         return status
 
 
-def test_deploy_sets_the_sandbox_image_keeps_other_settings_and_is_idempotent(mirrored, ssh_config):
+def quoted(line: str, text: str) -> str:
+    """A key = value line of `line`'s config dump: 1.x writes "basic" strings, 2.x 'literal' ones."""
+    key, value = text.split(" = ")
+    return f"{key} = '{value}'" if line.startswith("2.") else f'{key} = "{value}"'
+
+
+def test_deploy_changes_exactly_the_sandbox_image_and_config_path_on_every_line_and_is_idempotent(mirrored, ssh_config):
     before = {node: dump(ssh_config, node) for node in NODES}
-    assert all('sandbox_image = "registry.k8s.io/pause:3.6"' in text for text in before.values())
-    first = deploy(mirrored, "node", "1.31")
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    for node in NODES:
+    for node, line in LINES.items():  # each line's own default
+        assert sandbox_image(ssh_config, node) == versions.containerd_default_sandbox(CONTAINERD[line])
+    first = ok(deploy(mirrored, "node", "1.34"))
+    assert totals(first)["error"] == 0
+    for node, line in LINES.items():
         after = dump(ssh_config, node)
-        assert 'sandbox_image = "registry.k8s.io/pause:3.10"' in after
-        assert 'config_path = "/etc/containerd/certs.d"' in after
-        changed = {line.strip() for line in set(before[node].splitlines()) ^ set(after.splitlines())}
-        assert changed == {
-            'sandbox_image = "registry.k8s.io/pause:3.6"',
-            'sandbox_image = "registry.k8s.io/pause:3.10"',
-            'config_path = ""',
-            'config_path = "/etc/containerd/certs.d"',
-        }, "only the sandbox image and config_path may change"
-        for kept in ("restrict_oom_score_adj = true", 'bin_dir = "/usr/lib/cni"'):
-            assert kept in after
-        flags = ssh(ssh_config, node, "cat /var/lib/kubelet/kubeadm-flags.env").stdout
-        assert "--pod-infra-container-image=registry.k8s.io/pause:3.10" in flags
+        old, new = Counter(map(str.strip, before[node].splitlines())), Counter(map(str.strip, after.splitlines()))
+        sandbox_key = "sandbox" if line.startswith("2.") else "sandbox_image"
+        assert set((old - new) + (new - old)) <= {
+            quoted(line, f"{sandbox_key} = {versions.containerd_default_sandbox(CONTAINERD[line])}"),
+            quoted(line, f"{sandbox_key} = registry.k8s.io/pause:3.10.1"),
+            quoted(line, "config_path = "),
+            quoted(line, "config_path = /etc/containerd/certs.d"),
+        }, f"{node}: only the sandbox image and config_path may change"
+        assert quoted(line, f"{sandbox_key} = registry.k8s.io/pause:3.10.1") in new
+        assert "restrict_oom_score_adj = true" in after and "/usr/lib/cni" in after
+        # no kubelet on the lab's nodes: no kubelet flags file either
+        assert ssh(ssh_config, node, "test -e /var/lib/kubelet/kubeadm-flags.env", check=False).returncode == 1
         modes = ssh(ssh_config, node, "stat -c '%a %U' /etc/containerd/certs.d/registry.k8s.io/hosts.toml").stdout
         assert modes.split() == ["600", "root"]
-    second = deploy(mirrored, "node", "1.31")
+    second = deploy(mirrored, "node", "1.34")
     assert totals(second)["success"] == 0 and totals(second)["error"] == 0
 
 
 def test_sandboxes_start_from_the_mirrored_pause_while_upstream_is_unreachable(mirrored, ssh_config):
-    upstream_index = subprocess.run(
-        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{mirrored['upstream']}/pause:3.10"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    import hashlib
-
-    digest = "sha256:" + hashlib.sha256(upstream_index).hexdigest()
+    ok(deploy(mirrored, "node", "1.31"))
+    digest = upstream_digest(mirrored, "3.10")
     for node in NODES:
         images = ssh(ssh_config, node, "ctr -n k8s.io images ls").stdout
-        line = next(line for line in images.splitlines() if line.startswith("registry.k8s.io/pause:3.10 "))
-        assert digest in line and "io.cri-containerd.pinned=pinned" in line
+        row = next(line for line in images.splitlines() if line.startswith("registry.k8s.io/pause:3.10 "))
+        assert digest in row and "io.cri-containerd.pinned=pinned" in row
         assert ssh(ssh_config, node, "ip route show default").stdout == ""
         status = sandbox(ssh_config, node)
-        assert status.state == "SANDBOX_READY" and status.ip
-        assert status.image == "registry.k8s.io/pause:3.10"
+        assert status.state == "SANDBOX_READY" and status.ip, node
+        assert status.image == "registry.k8s.io/pause:3.10", node
 
 
-def test_a_running_sandbox_survives_the_restart_of_a_changed_config(mirrored, ssh_config):
-    with forwarded_socket(ssh_config, "node1") as target:
-        runtime = Runtime(target)
-        sandbox_id = runtime.run_sandbox("survivor", str(uuid.uuid4()))
-        before = runtime.sandbox_status(sandbox_id)
+def test_running_sandboxes_survive_the_restart_of_a_changed_config(mirrored, ssh_config):
+    before = {}
+    for node in NODES:
+        with forwarded_socket(ssh_config, node) as target:
+            runtime = Runtime(target)
+            sandbox_id = runtime.run_sandbox("survivor", str(uuid.uuid4()))
+            before[node] = runtime.sandbox_status(sandbox_id)
     try:
-        result = deploy(mirrored, "node", "1.34", "--limit", "node1")
-        assert result.returncode == 0, result.stdout[-3000:]
+        result = ok(deploy(mirrored, "node", "1.34", "--data", "restart_batch=3"))
         assert totals(result)["success"] > 0
-        assert 'sandbox_image = "registry.k8s.io/pause:3.10.1"' in dump(ssh_config, "node1")
-        flags = ssh(ssh_config, "node1", "cat /var/lib/kubelet/kubeadm-flags.env").stdout
-        assert "--pod-infra-container-image=registry.k8s.io/pause:3.10.1" in flags
-        with forwarded_socket(ssh_config, "node1") as target:
-            after = Runtime(target).sandbox_status(sandbox_id)
-        assert (after.state, after.ip, after.pid) == ("SANDBOX_READY", before.ip, before.pid)
+        for node in NODES:
+            assert sandbox_image(ssh_config, node) == "registry.k8s.io/pause:3.10.1"
+            with forwarded_socket(ssh_config, node) as target:
+                after = Runtime(target).sandbox_status(before[node].id)
+            assert (after.state, after.ip, after.pid) == ("SANDBOX_READY", before[node].ip, before[node].pid), node
     finally:
-        with forwarded_socket(ssh_config, "node1") as target:
-            Runtime(target).remove_sandbox(sandbox_id)
+        for node, status in before.items():
+            with forwarded_socket(ssh_config, node) as target:
+                Runtime(target).remove_sandbox(status.id)
 
 
-def test_kubelet_flag_goes_away_from_1_35(mirrored, ssh_config):
-    result = deploy(mirrored, "node", "1.35", "--limit", "node1")
-    assert result.returncode == 0, result.stdout[-3000:]
-    flags = ssh(ssh_config, "node1", "cat /var/lib/kubelet/kubeadm-flags.env").stdout
-    assert "pod-infra-container-image" not in flags
-
-
-def test_containerd_that_rejects_the_new_config_gets_the_old_one_back(mirrored, ssh_config):
-    """node2's containerd is made to refuse any config naming pause 3.10.1, as a broken config would."""
-    ssh(ssh_config, "node2", REFUSE)
+def test_containerd_2_that_rejects_the_new_config_gets_the_old_one_back(mirrored, ssh_config):
+    """node3's containerd 2.1 is made to refuse any config naming pause 3.10.1, as a broken config would."""
+    ok(deploy(mirrored, "node", "1.31", "--limit", "node3"))
+    ssh(ssh_config, "node3", REFUSE)
     try:
-        result = deploy(mirrored, "node", "1.34", "--limit", "node2")
+        result = deploy(mirrored, "node", "1.34", "--limit", "node3")
         assert result.returncode != 0
-        assert "previous config restored" in result.stdout + result.stderr
-        assert 'sandbox_image = "registry.k8s.io/pause:3.10"' in dump(ssh_config, "node2")
-        assert ssh(ssh_config, "node2", "systemctl is-active containerd").stdout.strip() == "active"
+        assert "previous config restored, containerd restarted" in result.stdout + result.stderr
+        assert sandbox_image(ssh_config, "node3") == "registry.k8s.io/pause:3.10"
+        assert ssh(ssh_config, "node3", "systemctl is-active containerd").stdout.strip() == "active"
     finally:
-        ssh(ssh_config, "node2", HEAL)
+        ssh(ssh_config, "node3", HEAL)
+
+
+def test_debians_version_2_file_on_containerd_2_is_edited_as_version_2_and_named(mirrored, ssh_config):
+    """Debian's containerd 2.1 package ships a version 2 config.toml; 2.x migrates it in memory."""
+    stock = base64.b64encode(config_file("1.7")).decode()  # the same file, with the lab's one line
+    ssh(ssh_config, "node3", f"echo {stock} | base64 -d > /etc/containerd/config.toml && systemctl restart containerd")
+    try:
+        result = ok(deploy(mirrored, "node", "1.34", "--limit", "node3"))
+        assert "[node3]" in result.stderr and "config.toml is version 2, which containerd 2.1.9 migrates" in (
+            result.stderr
+        )
+        on_disk = ssh(ssh_config, "node3", "cat /etc/containerd/config.toml").stdout
+        assert on_disk.startswith("# Debian's stock") and "version = 2" in on_disk
+        assert 'sandbox_image = "registry.k8s.io/pause:3.10.1"' in on_disk
+        assert sandbox_image(ssh_config, "node3") == "registry.k8s.io/pause:3.10.1"  # the 2.x dump: version 3
+        assert sandbox(ssh_config, "node3").state == "SANDBOX_READY"
+        assert totals(deploy(mirrored, "node", "1.34", "--limit", "node3"))["success"] == 0
+    finally:
+        reset_nodes()
+        ok(deploy(mirrored, "node", "1.34"))
 
 
 def test_bad_node_data_fails_before_any_host_is_touched(mirrored):
@@ -138,57 +165,77 @@ def test_bad_node_data_fails_before_any_host_is_touched(mirrored):
     assert "Beginning operation run" not in result.stdout + result.stderr
 
 
-def test_dry_run_shows_the_change_and_changes_nothing(mirrored, ssh_config):
+def test_a_pause_tag_not_yet_mirrored_is_refused_per_node_before_it_is_touched(mirrored, ssh_config):
+    before = {node: ssh(ssh_config, node, "sha256sum /etc/containerd/config.toml").stdout for node in NODES}
+    result = deploy(mirrored, "node", "1.36")  # pause 3.10.2 is not in the local registry yet
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    for node in NODES:
+        assert f"[{node}]" in output
+    assert output.count("preflight from the control host:") == len(NODES)
+    assert "pause:3.10.2 is not in the registry: mirror it first" in output
+    wrong = deploy(mirrored, "node", "1.34", "--data", "registry_pull_password=wrong-password")
+    assert wrong.returncode != 0 and "refused authentication" in wrong.stdout + wrong.stderr
+    assert "wrong-password" not in wrong.stdout + wrong.stderr
+    for node in NODES:
+        assert ssh(ssh_config, node, "sha256sum /etc/containerd/config.toml").stdout == before[node], node
+
+
+def test_dry_run_shows_each_files_diff_with_secrets_masked_and_changes_nothing(mirrored, ssh_config, lab):
+    ssh(ssh_config, "node2", "rm -rf /etc/containerd/certs.d")
     before = dump(ssh_config, "node2")
     # With -y pyinfra 3.10 skips change detection, so a dry run goes without it.
     result = subprocess.run(
-        [PYINFRA, "--dry", "--json", "--limit", "node2", mirrored["inventory"], "deploys/node.py"],
+        [PYINFRA, "--dry", "--diff", "--json", "--limit", "node2", mirrored["inventory"], "deploys/node.py"],
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, "PODINFRA_LAB": LAB, "PODINFRA_KUBERNETES_VERSION": "1.34"},
+        env={**os.environ, "PODINFRA_LAB": LAB, "PODINFRA_KUBERNETES_VERSION": "1.31"},
     )
-    assert result.returncode == 0, result.stdout[-3000:]
-    plan = json.loads(result.stdout[result.stdout.index("{") :])["plan"]
-    changing = {op["name"] for op in plan if op["hosts_with_change"] == ["node2"]}
-    assert {"containerd 1.6.20 sandbox image", "kubelet flags"} <= changing
-    assert dump(ssh_config, "node2") == before
-
-
-def test_local_mode_rewrites_the_sandbox_image_to_the_pinned_local_reference(mirrored, ssh_config):
-    registry = next(n["address"] for n in mirrored["nodes"] if n["group"] == "registry")
-    index = subprocess.run(
-        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{mirrored['upstream']}/pause:3.10"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    import hashlib
-
-    expected = f"{registry}:5000/pause:3.10@sha256:{hashlib.sha256(index).hexdigest()}"
-    result = deploy(mirrored, "node", "1.31", "--limit", "node2", "--data", "sandbox_image_mode=local")
-    assert result.returncode == 0, result.stdout[-3000:]
     try:
-        assert f'sandbox_image = "{expected}"' in dump(ssh_config, "node2")
-        status = sandbox(ssh_config, "node2")
-        assert status.state == "SANDBOX_READY"
-        # CRI names whichever reference of that image it holds first, so compare image IDs.
-        with forwarded_socket(ssh_config, "node2") as target:
-            images = Runtime(target).images
-
-            def image_id(ref: str) -> str:
-                return images.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec(image=ref))).image.id
-
-            assert image_id(status.image) == image_id(expected) != ""
+        ok(result)
+        plan = json.loads(result.stdout[result.stdout.index("{") :])["plan"]
+        changing = {op["name"] for op in plan if op["hosts_with_change"] == ["node2"]}
+        assert "podinfra node runtime | containerd config: sandbox image and registry config_path" in changing
+        diff = result.stderr
+        assert "Will modify /etc/containerd/config.toml" in diff
+        assert '+ sandbox_image = "registry.k8s.io/pause:3.10"' in diff.replace("    ", " ").replace("  ", " ")
+        assert "Will create /etc/containerd/certs.d/registry.k8s.io/hosts.toml" in diff
+        password = json.loads((lab_pki(lab) / "registry" / "users.json").read_text())["pull"]
+        token = base64.b64encode(f"pull:{password}".encode()).decode()
+        assert "Basic ***" in diff and token not in diff + result.stdout
+        assert dump(ssh_config, "node2") == before
     finally:
-        assert deploy(mirrored, "node", "1.31", "--limit", "node2").returncode == 0
+        ok(deploy(mirrored, "node", "1.34", "--limit", "node2"))
+
+
+def lab_pki(lab):
+    from pathlib import Path
+
+    return Path(lab["state_root"]) / LAB / "pki"
+
+
+def test_local_mode_on_containerd_2_names_the_pinned_local_reference(mirrored, ssh_config):
+    registry = mirrored["registries"]["local"]["address"]
+    expected = f"{registry}/pause:3.10@{upstream_digest(mirrored, '3.10')}"
+    ok(deploy(mirrored, "node", "1.31", "--limit", "node3", "--data", "sandbox_image_mode=local"))
+    try:
+        assert sandbox_image(ssh_config, "node3") == expected
+        status = sandbox(ssh_config, "node3")
+        assert status.state == "SANDBOX_READY"
+        with forwarded_socket(ssh_config, "node3") as target:
+            runtime = Runtime(target)
+            found, wanted = runtime.image_status(status.image), runtime.image_status(expected)
+            assert found is not None and wanted is not None and found.id == wanted.id
+    finally:
+        ok(deploy(mirrored, "node", "1.34", "--limit", "node3"))
 
 
 def test_a_registry_prefix_is_reached_through_override_path(mirrored, ssh_config):
     """Images kept under k8s/ in the local registry; nodes keep canonical names."""
     prefixed = ("--data", "registry_prefix=k8s")
-    assert deploy(mirrored, "mirror", "1.31", *prefixed).returncode == 0
-    result = deploy(mirrored, "node", "1.31", "--limit", "node1", *prefixed)
-    assert result.returncode == 0, result.stdout[-3000:]
+    ok(deploy(mirrored, "mirror", "1.31", *prefixed))
+    ok(deploy(mirrored, "node", "1.31", "--limit", "node1", *prefixed))
     try:
         hosts = ssh(ssh_config, "node1", "cat /etc/containerd/certs.d/registry.k8s.io/hosts.toml").stdout
         assert "/v2/k8s" in hosts and "override_path = true" in hosts
@@ -201,4 +248,60 @@ def test_a_registry_prefix_is_reached_through_override_path(mirrored, ssh_config
         )
         assert pulled.returncode == 0, pulled.stderr
     finally:
-        assert deploy(mirrored, "node", "1.31", "--limit", "node1").returncode == 0
+        ok(deploy(mirrored, "node", "1.34", "--limit", "node1"))
+
+
+def test_paths_with_a_space_and_a_quote_are_quoted_on_the_node(mirrored, ssh_config):
+    certs = "/etc/containerd/certs d/it's"
+    ok(deploy(mirrored, "node", "1.34", "--limit", "node2", "--data", f"containerd_certs_dir={certs}"))
+    try:
+        listed = ssh(ssh_config, "node2", 'ls "/etc/containerd/certs d/it\'s"').stdout.split()
+        assert "registry.k8s.io" in listed
+        assert f'config_path = "{certs}"' in dump(ssh_config, "node2")
+        ssh(ssh_config, "node2", "ctr -n k8s.io images rm registry.k8s.io/pause:3.10.1 >/dev/null")
+        ok(deploy(mirrored, "node", "1.34", "--limit", "node2", "--data", f"containerd_certs_dir={certs}"))
+        assert "registry.k8s.io/pause:3.10.1" in ssh(ssh_config, "node2", "ctr -n k8s.io images ls -q").stdout
+    finally:
+        ok(deploy(mirrored, "node", "1.34", "--limit", "node2"))
+        ssh(ssh_config, "node2", "rm -rf '/etc/containerd/certs d'")
+
+
+FAKE_KUBELET = """\
+printf '#!/bin/sh\\nexec sleep infinity\\n' > /usr/local/bin/kubelet && chmod 755 /usr/local/bin/kubelet
+printf '[Service]\\nExecStart=/usr/local/bin/kubelet\\n[Install]\\nWantedBy=multi-user.target\\n' \\
+  > /etc/systemd/system/kubelet.service
+systemctl daemon-reload && systemctl start kubelet
+"""
+
+
+def kubelet_started(ssh_config) -> str:
+    return ssh(ssh_config, "node3", "systemctl show -p ExecMainStartTimestampMonotonic --value kubelet").stdout
+
+
+def test_the_kubelet_flags_are_written_where_a_kubelet_runs_and_it_restarts_when_they_change(mirrored, ssh_config):
+    """A stand-in kubelet (a systemd unit running sleep) on node3: there is no kubelet package here."""
+    ssh(ssh_config, "node3", FAKE_KUBELET)
+    try:
+        started = kubelet_started(ssh_config)
+        ok(deploy(mirrored, "node", "1.34"))
+        flags = ssh(ssh_config, "node3", "cat /var/lib/kubelet/kubeadm-flags.env").stdout
+        assert "--pod-infra-container-image=registry.k8s.io/pause:3.10.1" in flags
+        assert kubelet_started(ssh_config) != started, "new flags: kubelet restarted"
+        for node in ("node1", "node2"):
+            assert ssh(ssh_config, node, "test -e /var/lib/kubelet/kubeadm-flags.env", check=False).returncode == 1
+        started = kubelet_started(ssh_config)
+        assert totals(deploy(mirrored, "node", "1.34"))["success"] == 0
+        assert kubelet_started(ssh_config) == started, "no change: no restart"
+        ok(deploy(mirrored, "node", "1.35", "--limit", "node3"))
+        assert (
+            "pod-infra-container-image" not in ssh(ssh_config, "node3", "cat /var/lib/kubelet/kubeadm-flags.env").stdout
+        )
+        assert kubelet_started(ssh_config) != started
+    finally:
+        ssh(
+            ssh_config,
+            "node3",
+            "systemctl stop kubelet; rm -f /etc/systemd/system/kubelet.service /usr/local/bin/kubelet"
+            " /var/lib/kubelet/kubeadm-flags.env; systemctl daemon-reload",
+        )
+        ok(deploy(mirrored, "node", "1.34", "--limit", "node3"))

@@ -1,7 +1,11 @@
-"""pytest hooks and fixtures of the node compliance suite (see README.md here).
+"""The node compliance suite's pytest plugin: options, fixtures, result recording (see README.md here).
 
-    pytest --pyargs podinfra.suite --hosts=ssh://10.213.0.11 --ssh-config=/var/lib/podinfra/lab/ssh/config \\
-        --podinfra-inventory=inventories/lab.py [--podinfra-data KEY=VALUE ...] [--podinfra-results FILE]
+    pytest -p podinfra.suite.plugin --pyargs podinfra.suite --hosts=ssh://10.213.0.11 \\
+        --ssh-config=/var/lib/podinfra/lab/ssh/config --podinfra-inventory=inventories/lab.py \\
+        [--podinfra-data KEY=VALUE ...] [--podinfra-results FILE]
+
+A plugin (``-p``), as testinfra's own is, rather than a conftest.py: pytest loads a package's
+conftest too late to know its options when the suite is named with ``--pyargs``.
 
 `podinfra check` hands what each node must show in memory (:class:`Expected`, a plugin object)
 instead of the inventory, so that a node's run, forked from it, reads nothing again.

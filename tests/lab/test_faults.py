@@ -133,7 +133,7 @@ def test_a_killed_deploy_leaves_whole_configs_and_a_rerun_converges(baseline, ss
     for node in NODES:
         # Whatever the moment of the kill, the file parses and containerd runs with it.
         assert sandbox_image(ssh_config, node) in ("registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10.1")
-    again = ok(pyinfra(baseline, "node", "1.34"))
+    ok(pyinfra(baseline, "node", "1.34"))
     for node in NODES:
         assert sandbox_image(ssh_config, node) == "registry.k8s.io/pause:3.10.1"
     found, doc = check(baseline, "--data", "check_probe_image=false", version="1.34")

@@ -7,6 +7,7 @@ one run share one bounded pool of transfers (`Transfers`), and the first failure
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -381,57 +382,64 @@ def copy_image(
     When the destination's tag already names the source's digest, nothing more is read or sent: the
     image is complete there, since registries refuse a manifest whose blobs or manifests they lack and
     the tag is written last. (With `platforms` the index is rewritten, so the whole image is walked.)
-    Blobs go through `transfers` (a pool of its own for this image when none is given).
+    Blobs and platform manifests go through `transfers` (a pool of its own for this image when none is given).
     """
     top = read_top(source, reference)
-    if not platforms and dest.manifest_digest(dest_repo, tag or top.digest) == top.digest:
+    held = dest.manifest_digest(dest_repo, tag or top.digest)
+    if not platforms and held == top.digest:
         summary.images_present += 1
         summary.images.append(_entry(source, reference, dest, dest_repo, tag, top, _platforms(top)))
         return top.digest
     top, children = walk(source, reference, platforms, top)
     descriptors = {d["digest"]: d for manifest, _ in children for d in blob_descriptors(manifest)}
-    outcomes = _place_all(source, list(descriptors.values()), dest, dest_repo, mount_from, transfers, meter)
-    for (outcome, first), descriptor in zip(outcomes, descriptors.values(), strict=True):
-        if not first or outcome == "skipped":  # there already, or another image of this run copied it
-            summary.blobs_skipped += 1
-        elif outcome == "mounted":
-            summary.blobs_mounted += 1
-        else:
-            summary.blobs_uploaded += 1
-            summary.bytes_sent += descriptor["size"]
-    for manifest, _ in children:
-        if manifest is not top and dest.manifest_digest(dest_repo, manifest.digest) != manifest.digest:
-            dest.push_manifest(dest_repo, manifest.digest, manifest)
-            summary.manifests_pushed += 1
-    if dest.manifest_digest(dest_repo, tag or top.digest) != top.digest:
+    # Largest first: the copy ends when its longest transfer does, so that one starts at once.
+    blobs = sorted(descriptors.values(), key=lambda d: -d["size"])
+    with contextlib.ExitStack() as stack:
+        transfers = transfers or stack.enter_context(Transfers())
+        stop = transfers.stop
+        place = [partial(_place, source, d, dest, dest_repo, mount_from, stop, meter) for d in blobs]
+        for (outcome, first), descriptor in zip(_run(transfers, dest, dest_repo, blobs, place), blobs, strict=True):
+            if not first or outcome == "skipped":  # there already, or another image of this run copied it
+                summary.blobs_skipped += 1
+            elif outcome == "mounted":
+                summary.blobs_mounted += 1
+            else:
+                summary.blobs_uploaded += 1
+                summary.bytes_sent += descriptor["size"]
+        # The platform manifests once all their blobs are there, at once; the tag after them.
+        manifests = [manifest for manifest, _ in children if manifest is not top]
+        push = [partial(_push_manifest, dest, dest_repo, manifest, stop) for manifest in manifests]
+        named = [{"digest": manifest.digest} for manifest in manifests]
+        pushed = _run(transfers, dest, dest_repo, named, push)
+        summary.manifests_pushed += sum(1 for outcome, first in pushed if first and outcome == "pushed")
+    if held != top.digest:
         dest.push_manifest(dest_repo, tag or top.digest, top)
         summary.manifests_pushed += 1
     summary.images.append(_entry(source, reference, dest, dest_repo, tag, top, _platforms(top)))
     return top.digest
 
 
-def _place_all(
-    source: Source,
-    descriptors: list[dict[str, Any]],
+def _run(
+    transfers: Transfers,
     dest: RegistryClient,
     repo: str,
-    mount_from: tuple[str, ...],
-    transfers: Transfers | None,
-    meter: Meter | None,
+    named: Sequence[dict[str, Any]],
+    jobs: Sequence[Callable[[], str]],
 ) -> list[tuple[str, bool]]:
-    """`_place` every blob through `transfers` (a pool of its own when None): [(outcome, placed by this call)]."""
-    if transfers is None:
-        with Transfers() as own:
-            return _place_all(source, descriptors, dest, repo, mount_from, own, meter)
-    jobs = [
-        transfers.submit(
-            (dest.base_url, repo, d["digest"]),
-            partial(_place, source, d, dest, repo, mount_from, transfers.stop, meter),
-        )
-        for d in descriptors
-    ]
-    outcomes = results([future for future, _ in jobs], transfers.stop)
-    return [(outcome, first) for outcome, (_, first) in zip(outcomes, jobs, strict=True)]
+    """Each job (for the digest `named` it) through `transfers`: [(outcome, run by this call rather than by
+    another image's)]."""
+    started = [transfers.submit((dest.base_url, repo, d["digest"]), job) for d, job in zip(named, jobs, strict=True)]
+    outcomes = results([future for future, _ in started], transfers.stop)
+    return [(outcome, first) for outcome, (_, first) in zip(outcomes, started, strict=True)]
+
+
+def _push_manifest(dest: RegistryClient, repo: str, manifest: Blob, stop: threading.Event) -> str:
+    if stop.is_set():
+        raise Cancelled(f"manifest {manifest.digest}: stopped")
+    if dest.manifest_digest(repo, manifest.digest) == manifest.digest:
+        return "present"
+    dest.push_manifest(repo, manifest.digest, manifest)
+    return "pushed"
 
 
 def _entry(

@@ -205,28 +205,30 @@ class RegistryClient:
         return response.status_code == 201
 
     def upload_blob(self, repo: str, digest: str, size: int, body: Reader) -> None:
-        """Send `size` bytes read from `body` as the blob `digest`: POST, then PATCHes of at most
-        `chunk_size` bytes each (Content-Range), then PUT ?digest=, following the upload's location
-        as each answer moves it. On any failure the upload is cancelled (DELETE), so nothing of it
-        is committed; the registry checks the digest itself before it commits.
+        """Send `size` bytes read from `body` as the blob `digest`: POST, then PATCHes of `chunk_size` bytes
+        (Content-Range) while more than a chunk is left, then PUT ?digest= with the rest, following the
+        upload's location as each answer moves it (a blob of one chunk is POST and PUT alone). On any
+        failure the upload is cancelled (DELETE), so nothing of it is committed; the registry checks the
+        digest itself before it commits.
 
         >>> client.upload_blob("pause", digest, len(data), io.BytesIO(data))  # doctest: +SKIP
         """
         what = f"upload {digest} to {repo}"
         start = self._check(self._request("POST", f"/v2/{repo}/blobs/uploads/"), f"start upload to {repo}")
         location = self._location(start, what)
-        # A registry may ask for chunks of a least some size (OCI-Chunk-Min-Length).
+        # A registry may ask for chunks of at least some size (OCI-Chunk-Min-Length).
         chunk = max(self.chunk_size, int(start.headers.get("OCI-Chunk-Min-Length", "0") or 0))
+        octets = {"Content-Type": "application/octet-stream"}
         try:
             offset = 0
-            while offset < size:
-                n = min(chunk, size - offset)
-                headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{offset + n - 1}"}
-                patched = self._check(self._request("PATCH", location, headers, data=Window(body, n)), what)
+            while size - offset > chunk:
+                headers = {**octets, "Content-Range": f"{offset}-{offset + chunk - 1}"}
+                patched = self._check(self._request("PATCH", location, headers, data=Window(body, chunk)), what)
                 location = self._location(patched, what)
-                offset += n
+                offset += chunk
             separator = "&" if "?" in location else "?"
-            self._check(self._request("PUT", f"{location}{separator}digest={digest}"), what)
+            last = Window(body, size - offset)
+            self._check(self._request("PUT", f"{location}{separator}digest={digest}", octets, data=last), what)
         except BaseException:
             self._cancel(location)
             raise

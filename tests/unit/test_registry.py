@@ -58,6 +58,6 @@ def test_a_blob_larger_than_a_chunk_goes_up_in_several_patches_and_comes_back_wh
         lambda self, method, url, headers, **kw: sent.append(method) or send(self, method, url, headers, **kw),
     )
     assert registry.push_blob("big", data) == len(data)
-    assert sent.count("PATCH") == 11 and sent[-1] == "PUT"
+    assert sent.count("PATCH") == 10 and sent[-1] == "PUT"  # 10 chunks, and the last 48,576 bytes with the PUT
     assert b"".join(registry.blob_chunks("big", oci.digest_of(data))) == data
     assert registry.get_blob("big", oci.digest_of(data)) == data

@@ -610,7 +610,7 @@ def plot_large(large: Results, times: Any, memory: Any) -> None:
                                                  strict=True)])  # fmt: skip
             xs.append(len(phases) + offset)
         medians, errors = spread(series)
-        times.bar(xs, medians, width=width, yerr=errors, capsize=3, label=LARGE_LABELS[tool], color=colours[tool])
+        times.bar(xs, medians, width=width, yerr=errors, capsize=3, label=tool, color=colours[tool])
     times.set(title=f"Mirror at size: {large['meta']['bytes'] / 1e9:.2f} GB, 2 platforms", ylabel="wall time (s)")
     times.set_xticks(range(len(phases) + 1))
     times.set_xticklabels([label for _, label in phases] + ["export + import"])
@@ -624,7 +624,7 @@ def plot_large(large: Results, times: Any, memory: Any) -> None:
             series += [large["archive"][tool]["rss_export"], large["archive"][tool]["rss_import"]]
             xs += [len(keys) + offset, len(keys) + 1 + offset]
         medians, errors = spread(series)
-        memory.bar(xs, medians, width=width, yerr=errors, capsize=3, label=LARGE_LABELS[tool], color=colours[tool])
+        memory.bar(xs, medians, width=width, yerr=errors, capsize=3, label=tool, color=colours[tool])
     memory.axhline(RSS_TARGET_MIB, color="grey", linestyle="--", linewidth=1, label=f"target {RSS_TARGET_MIB} MiB")
     memory.set(title="Mirror at size: peak RSS", ylabel="MiB")
     memory.set_xticks(range(len(keys) + 2))

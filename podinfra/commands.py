@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,12 +62,17 @@ def plural(count: int, word: str) -> str:
 
 
 class Progress:
-    """Bytes and rate per image while copies run: a tqdm bar each on stderr when it is a terminal, and
-    nothing at all under --json or when it is not (a log, a pipe, CI)."""
+    """Bytes and rate while copies run, on stderr when it is a terminal; nothing at all under --json or when
+    it is not (a log, a pipe, CI). One tqdm bar for the run (bytes sent of those known so far, and the rate),
+    the images in flight after it; a line per image when it is done (its bytes, time and rate). One line,
+    because bars of images that end in any order would scroll over what is printed after them."""
 
     def __init__(self, quiet: bool, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
         self.enabled = not quiet and self.stream.isatty()
+        self.lock = threading.Lock()
+        self.images: dict[str, _Image] = {}
+        self.total: Any = None  # the tqdm bar while an image is in flight
 
     @contextlib.contextmanager
     def bar(self, name: str) -> Iterator[Meter | None]:
@@ -75,32 +81,50 @@ class Progress:
             return
         from tqdm import tqdm  # only on a terminal
 
-        bar = tqdm(desc=name, total=0, unit="B", unit_scale=True, unit_divisor=1024, file=self.stream, leave=False)
-        meter = _Bar(bar)
+        with self.lock:
+            if self.total is None:
+                self.total = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, file=self.stream, leave=False)
+            image = self.images[name] = _Image(self, name)
         try:
-            yield meter
+            yield image
         finally:
-            bar.close()
-            if bar.n:
-                seconds = max(bar.format_dict["elapsed"], 1e-3)
-                rate = tqdm.format_sizeof(bar.n / seconds, "B/s", 1024)
-                tqdm.write(f"{name}: {tqdm.format_sizeof(bar.n, 'B', 1024)} in {seconds:.1f} s ({rate})", self.stream)
+            with self.lock:
+                del self.images[name]
+                if image.sent:
+                    seconds = max(time.monotonic() - image.started, 1e-3)
+                    line = f"{name}: {_size(image.sent)} in {seconds:.1f} s ({_size(image.sent / seconds)}/s)"
+                    self.total.write(line, file=self.stream)  # clears the bar, prints the line, draws it again
+                if not self.images:
+                    self.total.close()
+                    self.total = None
+
+    def _show(self) -> None:
+        shown = (f"{name.rsplit('/', 1)[-1]} {_size(image.sent)}" for name, image in self.images.items())
+        self.total.set_postfix_str(", ".join(shown))
 
 
-class _Bar:
-    """A tqdm bar as a `mirror.Meter`; blob threads of one image share it, hence the lock."""
+class _Image:
+    """One image's share of the bar, as a `mirror.Meter`; its blob threads share it, hence the lock."""
 
-    def __init__(self, bar: Any):
-        self.bar, self.lock = bar, threading.Lock()
+    def __init__(self, progress: Progress, name: str):
+        self.progress, self.name, self.sent, self.started = progress, name, 0, time.monotonic()
 
     def add_total(self, n: int) -> None:
-        with self.lock:
-            self.bar.total += n
-            self.bar.refresh()
+        with self.progress.lock:
+            self.progress.total.total += n
+            self.progress.total.refresh()
 
     def update(self, n: int) -> None:
-        with self.lock:
-            self.bar.update(n)
+        with self.progress.lock:
+            self.sent += n
+            self.progress._show()
+            self.progress.total.update(n)
+
+
+def _size(n: float) -> str:
+    from tqdm import tqdm
+
+    return str(tqdm.format_sizeof(n, "B", 1024))
 
 
 def requested_images(args: argparse.Namespace) -> list[Reference]:

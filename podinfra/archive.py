@@ -168,6 +168,11 @@ def load(path: Path) -> tuple[ArchiveSource, list[dict[str, Any]]]:
     for entry in entries:
         if not isinstance(entry, dict) or "digest" not in entry:
             raise IntegrityError(f"archive {path}: index.json lists an image without a digest")
+        if not isinstance(entry.get("annotations"), dict) or NAME_ANNOTATION not in entry["annotations"]:
+            raise ArchiveError(
+                f"archive {path}: image {entry['digest']} has no {NAME_ANNOTATION} annotation, so podinfra cannot "
+                "tell where it goes: import archives written by `podinfra export`"
+            )
         _, children = walk(source, str(entry["digest"]))
         for manifest, _ in children:
             for descriptor in blob_descriptors(manifest):

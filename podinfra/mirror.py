@@ -157,9 +157,11 @@ def registry_source(
     insecure: bool = False,
     ca_file: str | None = None,
     clients: dict[str, RegistryClient] | None = None,
+    flags: tuple[str, str | None] = ("--source-ca-file", "--source-insecure"),
 ) -> RegistrySource:
     """Read `ref` from its registry, or, for registry.k8s.io images, from `upstream` (a mirror of it).
-    `clients`: one client (and connection pool) per registry, shared by every source made with it."""
+    `clients`: one client (and connection pool) per registry, shared by every source made with it;
+    `flags`: what its TLS hints tell to set (the CA, plain HTTP), e.g. a deploy's data keys."""
     clients = {} if clients is None else clients
     if ref.registry != UPSTREAM:
         url = f"https://{ref.registry}"
@@ -168,7 +170,7 @@ def registry_source(
         return RegistrySource(clients[url], ref.repository)
     url = f"{'http' if insecure else 'https'}://{upstream}"
     if url not in clients:
-        clients[url] = RegistryClient(url, ca_file=ca_file, flags=("--source-ca-file", "--source-insecure"))
+        clients[url] = RegistryClient(url, ca_file=ca_file, flags=flags)
     return RegistrySource(clients[url], ref.repository)
 
 

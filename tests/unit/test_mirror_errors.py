@@ -3,7 +3,9 @@ exit 2, naming the flag of the command that was run; no traceback, no leftovers.
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -136,3 +138,21 @@ def test_the_summary_counts_in_words(capsys, upstream, registry):
     again = capsys.readouterr().out
     assert "1 image, 2 platforms, 0 bytes sent, 0 blobs uploaded" in again
     assert "1 image complete there already" in again and "images complete" not in again
+
+
+def test_an_archive_whose_images_have_no_name_is_one_line(capsys, upstream, registry, tmp_path):
+    bundle, unnamed = tmp_path / "bundle.tar", tmp_path / "unnamed.tar"
+    assert cli.main(["export", "--source", upstream.host, "--source-insecure", "--kubernetes-version", "1.31",
+                     "-o", str(bundle)]) == 0  # fmt: skip
+    capsys.readouterr()
+    with tarfile.open(bundle) as src, tarfile.open(unnamed, "w") as dst:
+        for member in src:
+            data = src.extractfile(member).read()
+            if member.name == "index.json":  # as skopeo writes it: a ref name, no image name
+                index = json.loads(data)
+                index["manifests"][0]["annotations"] = {"org.opencontainers.image.ref.name": "3.10"}
+                data = json.dumps(index).encode()
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    line = fails(capsys, "import", str(unnamed), "--to", registry.host, "--insecure")
+    assert "has no io.containerd.image.name annotation" in line

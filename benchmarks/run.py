@@ -6,6 +6,10 @@
   same end state (checked), cold apply on lab-fresh nodes and the no-change re-run;
 - mirror: `podinfra mirror` and `skopeo sync --all` copying the pause set of three Kubernetes
   minors from the lab's upstream into a fresh loopback registry, then again;
+- mirror at size: a large set of images (two platforms, layers of a few MB to 512 MB) built
+  reproducibly in a loopback registry of its own, copied by `podinfra mirror`, `skopeo sync --all`
+  and `crane copy`, and exported and imported by podinfra and by `skopeo copy` (oci-archive);
+  `--only large` runs this phase alone (no lab) and merges it into --out's results.json;
 - `podinfra check` on 1, 3, 10 nodes, when the command exists;
 - what a lab node costs in memory.
 
@@ -41,6 +45,7 @@ from labtools import INVENTORY, PODINFRA, PYINFRA, Lab, progress, run
 
 from podinfra.lab import lifecycle
 from podinfra.lab.state import LabError, LabState
+from podinfra.registry import RegistryClient
 
 HERE = Path(__file__).resolve().parent
 MIB_PER_NODE_GUARD = 256  # refuse a lab that would leave the machine short (a node needs far less, see RESULTS)
@@ -68,11 +73,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--upstream-port", type=int, default=5109, help="lab upstream port, when this run brings it up")
     p.add_argument("--keep-lab", action="store_true", help="leave up a lab this run brought up")
     p.add_argument("--render", type=Path, metavar="JSON", help="only write RESULTS.md and the plot from a results.json")
+    p.add_argument(
+        "--only", choices=["large"], help="run only the large-image mirror phase (no lab), merged into --out's results"
+    )
+    p.add_argument("--large-runs", type=int, help="runs of the large-image phase (default 3; quick: 1)")
+    p.add_argument("--large-scale", type=float, help="layer sizes x this (default 1; quick: 1/64)")
     args = p.parse_args(argv)
     args.nodes = args.nodes or ([1] if args.quick else [1, 3, 10])
     args.runs = args.runs or (1 if args.quick else 5)
-    if args.runs < 1:
-        p.error("--runs: 1 or more")
+    args.large_runs = args.large_runs or (1 if args.quick else 3)
+    args.large_scale = args.large_scale or (1 / 64 if args.quick else 1.0)
+    if args.runs < 1 or args.large_runs < 1:
+        p.error("--runs, --large-runs: 1 or more")
     return args
 
 
@@ -104,6 +116,89 @@ def bench_mirror(lab: Lab, runs: int, workdir: Path) -> dict[str, Any]:
             reported_recopy=again.reported,
         )
     return data
+
+
+def bench_large(runs: int, scale: float, workdir: Path) -> dict[str, Any]:
+    """The large set in a loopback upstream of its own: cold copy and re-copy by each tool, podinfra's copy
+    in-process, export + import by podinfra and skopeo, in alternation; then once more through the counting proxy."""
+    crane = mirrorbench.crane_binary()
+    tools = [tool for tool in mirrorbench.LARGE_TOOLS if tool != "crane" or crane]
+    copy: dict[str, Any] = {tool: {"cold": [], "recopy": [], "rss_cold": [], "rss_recopy": []} for tool in tools}
+    archive: dict[str, Any] = {
+        tool: {"export": [], "import": [], "rss_export": [], "rss_import": [], "bytes": 0}
+        for tool in mirrorbench.ARCHIVE_TOOLS
+    }
+    in_process: dict[str, list[float]] = {"cold": [], "recopy": []}
+    with mirrorbench.fresh_registry(mirrorbench.MEMORY) as upstream:
+        progress(f"large set: building {mirrorbench.large_bytes(scale) / 1e9:.2f} GB of layers in {upstream}")
+        started = time.perf_counter()
+        published = mirrorbench.build_large(RegistryClient(f"http://{upstream}"), scale)
+        built = time.perf_counter() - started
+        for i in range(runs):
+            for tool in tools:
+                progress(f"large run {i + 1}/{runs}: {tool} cold copy and re-copy")
+                cold, again, _, _ = mirrorbench.large_pair(tool, upstream, published, workdir, crane)
+                copy[tool]["cold"].append(cold.seconds)
+                copy[tool]["recopy"].append(again.seconds)
+                copy[tool]["rss_cold"].append(cold.rss_mib)
+                copy[tool]["rss_recopy"].append(again.rss_mib)
+            progress(f"large run {i + 1}/{runs}: podinfra in-process cold copy and re-copy")
+            seconds = mirrorbench.in_process_large(upstream, published)
+            in_process["cold"].append(seconds[0])
+            in_process["recopy"].append(seconds[1])
+            for tool in mirrorbench.ARCHIVE_TOOLS:
+                progress(f"large run {i + 1}/{runs}: {tool} export and import")
+                exported, imported, size = mirrorbench.archive_round(tool, upstream, published, workdir)
+                archive[tool]["export"].append(exported.seconds)
+                archive[tool]["import"].append(imported.seconds)
+                archive[tool]["rss_export"].append(exported.rss_mib)
+                archive[tool]["rss_import"].append(imported.rss_mib)
+                archive[tool]["bytes"] = size
+        for tool in tools:
+            progress(f"large set: {tool} once more through the counting proxy")
+            _, _, cold_counts, again_counts = mirrorbench.large_pair(
+                tool, upstream, published, workdir, crane, through_proxy=True
+            )
+            copy[tool].update(
+                sent_cold=cold_counts[0],
+                requests_cold=cold_counts[1],
+                sent_recopy=again_counts[0],
+                requests_recopy=again_counts[1],
+            )
+    crane_package = crane_package_version() if crane else None
+    return {
+        "meta": {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "runs": runs,
+            "scale": scale,
+            "bytes": mirrorbench.large_bytes(scale),
+            "images": {
+                repo: [round(mib * scale, 3) for mib in sizes] for repo, sizes in mirrorbench.LARGE_IMAGES.items()
+            },
+            "platforms": [mirrorbench.platform_text(p) for p in mirrorbench.LARGE_PLATFORMS],
+            "build_seconds": built,
+            "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+            "crane": crane_package,
+            "versions": ", ".join(
+                [
+                    f"skopeo {run(['skopeo', '--version']).stdout.split()[-1]}",
+                    f"crane {crane_package or 'unavailable'} (Debian sid)",
+                    f"docker-registry {run(['docker-registry', '--version']).stdout.split()[2]}",
+                    f"Python {platform.python_version()}",
+                ]
+            ),
+        },
+        "copy": copy,
+        "in_process": in_process,
+        "archive": archive,
+    }
+
+
+def crane_package_version() -> str | None:
+    from podinfra.lab import suites
+
+    found = suites.cached("crane", "0.20")
+    return found[1] if found else None
 
 
 def bench_nodes(lab: Lab, sizes: list[int], runs: int, workdir: Path) -> tuple[dict[str, Any], dict[str, list[str]]]:
@@ -267,11 +362,40 @@ def lab_is_up(name: str) -> bool:
     return True
 
 
+def only_large(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """The large-image phase alone (no lab: its upstream is a loopback registry of its own), put into the
+    results.json already in --out, whose other phases keep their own run and date."""
+    previous = args.out / "results.json"
+    results: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
+    workdir = Path(tempfile.mkdtemp(prefix="podinfra-bench-"))
+    try:
+        large = bench_large(args.large_runs, args.large_scale, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    large["meta"]["command"] = " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
+    results["mirror_large"] = large
+    if "meta" not in results:  # no earlier run to merge with: the large phase's tables alone
+        write_large_only(large, args.out)
+        return 0
+    write(results, args.out)
+    return 0
+
+
+def write_large_only(large: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"mirror_large": large}, indent=2) + "\n")
+    text = report.large_markdown(large)
+    (out / "RESULTS.md").write_text(text)
+    print(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render:
         write(json.loads(args.render.read_text()), args.out)
         return 0
+    if args.only == "large":
+        return only_large(args, argv)
     if os.geteuid() != 0:
         print("benchmarks/run.py needs root (the lab does)", file=sys.stderr)
         return 2
@@ -309,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
             }
         }
         results["mirror"] = bench_mirror(lab, args.runs, workdir)
+        results["mirror_large"] = bench_large(args.large_runs, args.large_scale, workdir)
+        results["mirror_large"]["meta"]["command"] = results["meta"]["command"]
         results["nodes"], differences = bench_nodes(lab, args.nodes, args.runs, workdir)
         check_sizes = [size for size in (1, 3, 10) if size <= len(lab.nodes)]
         if args.quick:

@@ -1,21 +1,37 @@
 """Copy images into a registry exactly: every platform, digests kept, each byte verified before it
-is committed, the tag written last so a failure never leaves a tag on an incomplete image."""
+is committed, the tag written last so a failure never leaves a tag on an incomplete image.
+
+Blobs stream from source to destination (never whole in memory), several at once: the copies of
+one run share one bounded pool of transfers (`Transfers`), and the first failure stops them all.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from podinfra.oci import INDEX_TYPES, MANIFEST_TYPES, Blob, digest_of, encode
 from podinfra.reference import Reference
 from podinfra.registry import RegistryClient, RegistryError
 from podinfra.versions import UPSTREAM
 
+TRANSFERS = 4  # blobs in flight at once, over all the images of a run
+T = TypeVar("T")
+
 
 class IntegrityError(RegistryError):
     """Bytes that do not match their digest or size."""
+
+
+class Cancelled(RegistryError):
+    """A copy stopped because another one of the same run failed (or Ctrl-C)."""
 
 
 def verified(data: bytes, digest: str, size: int | None, what: str) -> bytes:
@@ -27,6 +43,85 @@ def verified(data: bytes, digest: str, size: int | None, what: str) -> bytes:
     return data
 
 
+class Meter(Protocol):
+    """Where a copy reports its progress, e.g. a progress bar: bytes to send as they become known, and sent."""
+
+    def add_total(self, n: int) -> None: ...
+
+    def update(self, n: int) -> None: ...
+
+
+class Verified:
+    """A blob read as it streams in, checked against its digest and size on the way: a reader whose
+    `read(n)` gives exactly `n` bytes until the end, and raises `IntegrityError` before it hands out the
+    last bytes of a blob that does not match (so no upload of it can complete), or of one too short or
+    too long. It raises `Cancelled` once `stop` is set.
+
+    >>> data = b"layer"
+    >>> Verified(iter([data]), digest_of(data), 5, "blob").read()
+    b'layer'
+    """
+
+    def __init__(
+        self,
+        chunks: Iterator[bytes],
+        digest: str,
+        size: int,
+        what: str,
+        stop: threading.Event | None = None,
+        meter: Meter | None = None,
+    ):
+        self.chunks, self.digest, self.size, self.what = chunks, digest, size, what
+        self.stop, self.meter = stop, meter
+        self.hash = hashlib.sha256()
+        self.received = 0
+        self.chunk, self.offset = b"", 0  # the chunk being handed out, and how far
+        self.ended = False
+
+    def _pull(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise Cancelled(f"{self.what}: stopped")
+        chunk = next(self.chunks, b"")
+        self.hash.update(chunk)
+        self.received += len(chunk)
+        if self.meter is not None and chunk:
+            self.meter.update(len(chunk))
+        if chunk and self.received < self.size:
+            self.chunk, self.offset = chunk, 0
+            return
+        if chunk and self.received == self.size:
+            self.received += len(next(self.chunks, b""))  # anything after the last byte is one too many
+        self.ended = True
+        if self.received != self.size or "sha256:" + self.hash.hexdigest() != self.digest:
+            got = f"{self.received} bytes" if self.received != self.size else f"sha256:{self.hash.hexdigest()}"
+            raise IntegrityError(
+                f"{self.what}: expected {self.digest} ({self.size} bytes), got {got}; refusing it, nothing tagged"
+            )
+        self.chunk, self.offset = chunk, 0
+
+    def drain(self) -> None:
+        """Read to the end only to check the bytes (nothing is kept)."""
+        while not self.ended:
+            self._pull()
+        self.chunk = b""
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.size if n < 0 else n
+        pieces = []
+        while n > 0:
+            if self.offset >= len(self.chunk):
+                if self.ended:
+                    break
+                self._pull()
+                continue
+            # A whole chunk is handed on as it is (a full slice of bytes is the same object): no copy.
+            piece = self.chunk[self.offset : self.offset + n]
+            self.offset += len(piece)
+            n -= len(piece)
+            pieces.append(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 class Source(Protocol):
     """Where an image's manifests and blobs come from: a registry or an archive."""
 
@@ -35,7 +130,9 @@ class Source(Protocol):
 
     def manifest(self, reference: str) -> Blob: ...
 
-    def blob(self, digest: str) -> bytes: ...
+    def blob(self, digest: str) -> Iterator[bytes]:
+        """The blob's bytes as they come (not yet verified); closing the iterator lets go of its stream."""
+        ...
 
 
 @dataclass
@@ -50,18 +147,31 @@ class RegistrySource:
     def manifest(self, reference: str) -> Blob:
         return self.client.get_manifest(self.repository, reference)
 
-    def blob(self, digest: str) -> bytes:
-        return self.client.get_blob(self.repository, digest)
+    def blob(self, digest: str) -> Iterator[bytes]:
+        return self.client.blob_chunks(self.repository, digest)
 
 
 def registry_source(
-    ref: Reference, upstream: str = UPSTREAM, insecure: bool = False, ca_file: str | None = None
+    ref: Reference,
+    upstream: str = UPSTREAM,
+    insecure: bool = False,
+    ca_file: str | None = None,
+    clients: dict[str, RegistryClient] | None = None,
+    flags: tuple[str, str | None] = ("--source-ca-file", "--source-insecure"),
 ) -> RegistrySource:
-    """Read `ref` from its registry, or, for registry.k8s.io images, from `upstream` (a mirror of it)."""
+    """Read `ref` from its registry, or, for registry.k8s.io images, from `upstream` (a mirror of it).
+    `clients`: one client (and connection pool) per registry, shared by every source made with it;
+    `flags`: what its TLS hints tell to set (the CA, plain HTTP), e.g. a deploy's data keys."""
+    clients = {} if clients is None else clients
     if ref.registry != UPSTREAM:
-        return RegistrySource(RegistryClient(f"https://{ref.registry}"), ref.repository)
-    client = RegistryClient(f"{'http' if insecure else 'https'}://{upstream}", ca_file=ca_file)
-    return RegistrySource(client, ref.repository)
+        url = f"https://{ref.registry}"
+        if url not in clients:
+            clients[url] = RegistryClient(url, flags=("REQUESTS_CA_BUNDLE (in the environment)", None))
+        return RegistrySource(clients[url], ref.repository)
+    url = f"{'http' if insecure else 'https'}://{upstream}"
+    if url not in clients:
+        clients[url] = RegistryClient(url, ca_file=ca_file, flags=flags)
+    return RegistrySource(clients[url], ref.repository)
 
 
 @dataclass
@@ -88,6 +198,56 @@ class Summary:
         return bool(self.blobs_uploaded or self.blobs_mounted or self.manifests_pushed)
 
 
+class Transfers:
+    """The blob copies of one run: at most `workers` at once over all its images, a blob copied once per
+    repository however many images list it, and every copy stopped (`stop`) at the first failure.
+
+    >>> with Transfers(2) as transfers:  # doctest: +SKIP
+    ...     copy_image(source, "3.10", dest, "pause", "3.10", Summary(), transfers=transfers)
+    """
+
+    def __init__(self, workers: int = TRANSFERS):
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="podinfra-blob")
+        self.stop = threading.Event()
+        self._started: dict[tuple[str, str, str], Future[str]] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, key: tuple[str, str, str], job: Callable[[], str]) -> tuple[Future[str], bool]:
+        """The transfer of `key` (registry, repository, digest), started by this call or an earlier one (False)."""
+        with self._lock:
+            if key in self._started:
+                return self._started[key], False
+            future = self._started[key] = self.pool.submit(job)
+            return future, True
+
+    def __enter__(self) -> Transfers:
+        return self
+
+    def __exit__(self, *failure: object) -> None:
+        if failure[0] is not None:
+            self.stop.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def results(futures: Sequence[Future[T]], stop: threading.Event) -> list[T]:
+    """Every future's result in order; at the first failure `stop` is set, the others are waited for, and
+    the failure that caused it is raised (not the `Cancelled` of the copies it stopped)."""
+    try:
+        wait(futures, return_when=FIRST_EXCEPTION)
+        if any(f.done() and not f.cancelled() and f.exception() for f in futures):
+            stop.set()
+            wait(futures)
+    except BaseException:  # Ctrl-C while waiting
+        stop.set()
+        raise
+    failures = [e for e in (f.exception() for f in futures if not f.cancelled()) if e is not None]
+    if failures:
+        raise next((e for e in failures if not isinstance(e, Cancelled)), failures[0])
+    if any(f.cancelled() for f in futures):
+        raise Cancelled("stopped before it started")
+    return [f.result() for f in futures]
+
+
 def platform_name(platform: dict[str, str]) -> str:
     parts = [platform.get("os", ""), platform.get("architecture", "")]
     return "/".join(parts + ([platform["variant"]] if platform.get("variant") else []))
@@ -99,6 +259,17 @@ def _wanted(platform: dict[str, str], platforms: set[str] | None) -> bool:
     name = platform_name(platform)
     # linux/arm64 asks for linux/arm64/v8 too, as docker and skopeo read it.
     return name in platforms or "/".join(name.split("/")[:2]) in platforms
+
+
+def document(manifest: Blob, what: str) -> dict[str, Any]:
+    """A manifest's JSON, or one line saying it is none."""
+    try:
+        parsed = json.loads(manifest.data)
+    except ValueError:
+        raise RegistryError(f"{what} is not JSON: not an image manifest") from None
+    if not isinstance(parsed, dict):
+        raise RegistryError(f"{what} is not an image manifest")
+    return parsed
 
 
 def read_top(source: Source, reference: str) -> Blob:
@@ -120,18 +291,24 @@ def walk(
     top = top or read_top(source, reference)
     if top.media_type in MANIFEST_TYPES:
         return top, [(top, {})]
+    what = f"{source.name}:{reference}"
     if top.media_type not in INDEX_TYPES:
-        raise RegistryError(f"{source.name}:{reference} has media type {top.media_type!r}, not an image")
-    index = json.loads(top.data)
+        raise RegistryError(f"{what} has media type {top.media_type or 'none'}, not an image")
+    index = document(top, what)
     children = []
-    for descriptor in index["manifests"]:
-        if not _wanted(descriptor.get("platform", {}), platforms):
-            continue
-        child = source.manifest(descriptor["digest"])
-        verified(child.data, descriptor["digest"], descriptor["size"], f"manifest {source.name}@{descriptor['digest']}")
-        children.append((Blob(descriptor["mediaType"], child.data), descriptor.get("platform", {})))
+    try:
+        for descriptor in index["manifests"]:
+            if not _wanted(descriptor.get("platform", {}), platforms):
+                continue
+            child = source.manifest(descriptor["digest"])
+            verified(
+                child.data, descriptor["digest"], descriptor["size"], f"manifest {source.name}@{descriptor['digest']}"
+            )
+            children.append((Blob(descriptor["mediaType"], child.data), descriptor.get("platform", {})))
+    except (KeyError, TypeError, AttributeError):
+        raise RegistryError(f"{what}: its index lacks a manifest's digest, size or media type") from None
     if not children:
-        raise RegistryError(f"{source.name}:{reference} has none of the platforms {sorted(platforms or ())}")
+        raise RegistryError(f"{what} has none of the platforms {', '.join(sorted(platforms or ()))}")
     if len(children) != len(index["manifests"]):
         index["manifests"] = [d for d in index["manifests"] if _wanted(d.get("platform", {}), platforms)]
         top = Blob(top.media_type, encode(index))
@@ -146,8 +323,48 @@ def _platforms(top: Blob) -> list[str]:
 
 
 def blob_descriptors(manifest: Blob) -> list[dict[str, Any]]:
-    document = json.loads(manifest.data)
-    return [document["config"], *document["layers"]]
+    """The config and layers of a platform manifest, each once (two layers may be the same bytes)."""
+    parsed = document(manifest, f"manifest {manifest.digest}")
+    try:
+        listed = [parsed["config"], *parsed["layers"]]
+        return list({str(d["digest"]): {**d, "size": int(d["size"])} for d in listed}.values())
+    except (KeyError, TypeError, ValueError):
+        raise RegistryError(f"manifest {manifest.digest} lacks a blob's digest or size: not an image") from None
+
+
+def copy_blob(source: Source, descriptor: dict[str, Any], dest: RegistryClient, repo: str, **reading: Any) -> None:
+    """Stream one blob from `source` into `dest`, verified as it goes; `reading`: `stop`, `meter`."""
+    digest, size = descriptor["digest"], descriptor["size"]
+    chunks = source.blob(digest)
+    try:
+        dest.upload_blob(
+            repo, digest, size, Verified(chunks, digest, size, f"blob {digest} of {source.name}", **reading)
+        )
+    finally:
+        getattr(chunks, "close", lambda: None)()
+
+
+def _place(
+    source: Source,
+    descriptor: dict[str, Any],
+    dest: RegistryClient,
+    repo: str,
+    mount_from: tuple[str, ...],
+    stop: threading.Event,
+    meter: Meter | None,
+) -> str:
+    """Make one blob present in `dest`: "skipped" (there already), "mounted" or "uploaded"."""
+    digest = descriptor["digest"]
+    if stop.is_set():
+        raise Cancelled(f"blob {digest}: stopped")
+    if dest.blob_exists(repo, digest):
+        return "skipped"
+    if any(dest.mount_blob(repo, digest, other) for other in mount_from if other != repo):
+        return "mounted"
+    if meter is not None:
+        meter.add_total(descriptor["size"])
+    copy_blob(source, descriptor, dest, repo, stop=stop, meter=meter)
+    return "uploaded"
 
 
 def copy_image(
@@ -159,40 +376,72 @@ def copy_image(
     summary: Summary,
     platforms: set[str] | None = None,
     mount_from: tuple[str, ...] = (),
-    progress: Callable[[str], None] = lambda _: None,
+    transfers: Transfers | None = None,
+    meter: Meter | None = None,
 ) -> str:
     """Copy one image (index or single manifest) and tag it; returns the top manifest digest.
 
     When the destination's tag already names the source's digest, nothing more is read or sent: the
     image is complete there, since registries refuse a manifest whose blobs or manifests they lack and
     the tag is written last. (With `platforms` the index is rewritten, so the whole image is walked.)
+    Blobs and platform manifests go through `transfers` (a pool of its own for this image when none is given).
     """
     top = read_top(source, reference)
-    if not platforms and dest.manifest_digest(dest_repo, tag or top.digest) == top.digest:
+    held = dest.manifest_digest(dest_repo, tag or top.digest)
+    if not platforms and held == top.digest:
         summary.images_present += 1
         summary.images.append(_entry(source, reference, dest, dest_repo, tag, top, _platforms(top)))
         return top.digest
     top, children = walk(source, reference, platforms, top)
-    for manifest, platform in children:
-        for descriptor in blob_descriptors(manifest):
-            digest, size = descriptor["digest"], descriptor["size"]
-            if dest.blob_exists(dest_repo, digest):
+    descriptors = {d["digest"]: d for manifest, _ in children for d in blob_descriptors(manifest)}
+    # Largest first: the copy ends when its longest transfer does, so that one starts at once.
+    blobs = sorted(descriptors.values(), key=lambda d: -d["size"])
+    with contextlib.ExitStack() as stack:
+        transfers = transfers or stack.enter_context(Transfers())
+        stop = transfers.stop
+        place = [partial(_place, source, d, dest, dest_repo, mount_from, stop, meter) for d in blobs]
+        for (outcome, first), descriptor in zip(_run(transfers, dest, dest_repo, blobs, place), blobs, strict=True):
+            if not first or outcome == "skipped":  # there already, or another image of this run copied it
                 summary.blobs_skipped += 1
-            elif any(dest.mount_blob(dest_repo, digest, other) for other in mount_from if other != dest_repo):
+            elif outcome == "mounted":
                 summary.blobs_mounted += 1
             else:
-                data = verified(source.blob(digest), digest, size, f"blob {digest} of {source.name}")
-                progress(f"  uploading {digest[:19]} ({size} bytes, {platform_name(platform) or 'image'})")
-                summary.bytes_sent += dest.push_blob(dest_repo, data, digest)
                 summary.blobs_uploaded += 1
-        if manifest is not top and dest.manifest_digest(dest_repo, manifest.digest) != manifest.digest:
-            dest.push_manifest(dest_repo, manifest.digest, manifest)
-            summary.manifests_pushed += 1
-    if dest.manifest_digest(dest_repo, tag or top.digest) != top.digest:
+                summary.bytes_sent += descriptor["size"]
+        # The platform manifests once all their blobs are there, at once; the tag after them.
+        manifests = [manifest for manifest, _ in children if manifest is not top]
+        push = [partial(_push_manifest, dest, dest_repo, manifest, stop) for manifest in manifests]
+        named = [{"digest": manifest.digest} for manifest in manifests]
+        pushed = _run(transfers, dest, dest_repo, named, push)
+        summary.manifests_pushed += sum(1 for outcome, first in pushed if first and outcome == "pushed")
+    if held != top.digest:
         dest.push_manifest(dest_repo, tag or top.digest, top)
         summary.manifests_pushed += 1
     summary.images.append(_entry(source, reference, dest, dest_repo, tag, top, _platforms(top)))
     return top.digest
+
+
+def _run(
+    transfers: Transfers,
+    dest: RegistryClient,
+    repo: str,
+    named: Sequence[dict[str, Any]],
+    jobs: Sequence[Callable[[], str]],
+) -> list[tuple[str, bool]]:
+    """Each job (for the digest `named` it) through `transfers`: [(outcome, run by this call rather than by
+    another image's)]."""
+    started = [transfers.submit((dest.base_url, repo, d["digest"]), job) for d, job in zip(named, jobs, strict=True)]
+    outcomes = results([future for future, _ in started], transfers.stop)
+    return [(outcome, first) for outcome, (_, first) in zip(outcomes, started, strict=True)]
+
+
+def _push_manifest(dest: RegistryClient, repo: str, manifest: Blob, stop: threading.Event) -> str:
+    if stop.is_set():
+        raise Cancelled(f"manifest {manifest.digest}: stopped")
+    if dest.manifest_digest(repo, manifest.digest) == manifest.digest:
+        return "present"
+    dest.push_manifest(repo, manifest.digest, manifest)
+    return "pushed"
 
 
 def _entry(

@@ -1,22 +1,25 @@
-"""Mirror faults against real docker-registry processes on loopback: a registry that dies mid-copy,
-and two copies racing into one registry."""
+"""Mirror faults against real docker-registry processes on loopback: a registry that dies mid-upload
+or between blobs, and two copies racing into one registry."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from podinfra.lab import pause
-from podinfra.mirror import RegistrySource, Summary, copy_image
+from podinfra.mirror import RegistrySource, Summary, Transfers, copy_image
 from podinfra.registry import RegistryClient, RegistryError
 
 from ..conftest import free_port
+from .bigimage import MIB, push_image
 
 
 class Registry:
@@ -68,29 +71,57 @@ def upstream(registries, tmp_path_factory):
 
 
 class DyingSource(RegistrySource):
-    """Reads from upstream, and kills the destination once `after` blobs have been read."""
+    """Reads from upstream, and kills the destination once `after` bytes of the blob `victim_blob` went by:
+    in the middle of its upload."""
 
-    def __init__(self, client: RegistryClient, repository: str, victim: Registry, after: int):
+    def __init__(self, client: RegistryClient, repository: str, victim: Registry, victim_blob: str, after: int):
         super().__init__(client, repository)
-        self.victim, self.after, self.read = victim, after, 0
+        self.victim, self.victim_blob, self.after = victim, victim_blob, after
 
-    def blob(self, digest: str) -> bytes:
-        self.read += 1
-        if self.read > self.after:
-            self.victim.stop()
-        return super().blob(digest)
+    def blob(self, digest: str) -> Iterator[bytes]:
+        sent = 0
+        for chunk in super().blob(digest):
+            sent += len(chunk)
+            if digest == self.victim_blob and sent > self.after and self.victim.process.poll() is None:
+                self.victim.stop()
+            yield chunk
 
 
-def test_registry_down_mid_mirror_fails_clearly_tags_nothing_and_resumes(upstream, registries):
+def test_registry_down_mid_upload_is_one_line_tags_nothing_and_resumes(upstream, registries):
+    manifest = push_image(upstream.client, "big", "1", [40 * MIB, 48 * MIB])
+    layers = [layer["digest"] for layer in json.loads(manifest.data)["layers"]]
     dest = registries()
-    dying = DyingSource(upstream.client, "pause", dest, after=2)
+    # One blob at a time, largest first: the 48 MiB layer is complete when the registry dies 8 MiB into the next.
+    dying = DyingSource(upstream.client, "big", dest, layers[0], after=8 * MIB)
+    with pytest.raises(RegistryError) as failure, Transfers(1) as transfers:
+        copy_image(dying, "1", dest.client, "big", "1", Summary(), transfers=transfers)
+    message = str(failure.value)
+    assert re.fullmatch(r"registry 127\.0\.0\.1:\d+ is unreachable: check the address and that it is running", message)
+    dest.start()
+    assert dest.client.manifest_digest("big", "1") is None, "nothing is tagged after a failed copy"
+    assert not dest.client.blob_exists("big", layers[0]), "the interrupted upload was not committed"
+    assert dest.client.blob_exists("big", layers[1])
+    resumed = Summary()
+    digest = copy_image(RegistrySource(upstream.client, "big"), "1", dest.client, "big", "1", resumed)
+    assert (resumed.blobs_skipped, resumed.blobs_uploaded) == (1, 2), (
+        "the blob sent before the failure is not sent again"
+    )
+    assert 40 * MIB < resumed.bytes_sent < 41 * MIB  # the 40 MiB layer and the config
+    assert digest == manifest.digest
+
+
+def test_registry_down_between_blobs_fails_clearly_and_resumes(upstream, registries):
+    dest = registries()
+    first = json.loads(upstream.client.get_manifest("pause", "3.10").data)["manifests"][0]["digest"]
+    layer = json.loads(upstream.client.get_manifest("pause", first).data)["layers"][0]["digest"]
+    dying = DyingSource(upstream.client, "pause", dest, layer, after=0)
     with pytest.raises(RegistryError, match=r"registry 127\.0\.0\.1:\d+ is unreachable"):
         copy_image(dying, "3.10", dest.client, "pause", "3.10", Summary())
     dest.start()
-    assert dest.client.manifest_digest("pause", "3.10") is None, "nothing is tagged after a failed copy"
+    assert dest.client.manifest_digest("pause", "3.10") is None
     resumed = Summary()
     digest = copy_image(RegistrySource(upstream.client, "pause"), "3.10", dest.client, "pause", "3.10", resumed)
-    assert (resumed.blobs_skipped, resumed.blobs_uploaded) == (2, 2), "blobs sent before the failure are not sent again"
+    assert resumed.blobs_uploaded >= 1 and resumed.blobs_skipped + resumed.blobs_uploaded == 4
     assert digest == upstream.client.get_manifest("pause", "3.10").digest
 
 

@@ -145,3 +145,69 @@ def test_wrong_password_for_the_token_server_is_a_clear_error(token_registry):
     client = RegistryClient(f"http://{host}", username=USER, password="wrong")
     with pytest.raises(RegistryError, match="refused authentication: check the username and password"):
         client.get_manifest("pause", "3.10")
+
+
+@pytest.fixture
+def bad_token_server():
+    """A registry that asks for a Bearer token, and a token server whose answer `mode` spoils."""
+    state = {"mode": "no token"}
+
+    class Token(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            status, body = {
+                "no token": (200, b'{"expires_in": 300}'),
+                "not JSON": (200, b"<html>sign in</html>"),
+                "null token": (200, b'{"token": null}'),
+                "HTTP error": (500, b"oops"),
+            }[state["mode"]]
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    tokens = ThreadingHTTPServer(("127.0.0.1", 0), Token)
+    realm = f"http://127.0.0.1:{tokens.server_port}/token"
+
+    class Registry(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="reg",scope="repository:pause:pull"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    registry = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    for server in (tokens, registry):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield RegistryClient(f"http://127.0.0.1:{registry.server_port}"), realm, state
+    finally:
+        tokens.shutdown()
+        registry.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("mode", "says"),
+    [("no token", "answered no token"), ("null token", "answered no token"), ("not JSON", "did not answer JSON"),
+     ("HTTP error", "answered HTTP 500")],
+)  # fmt: skip
+def test_a_malformed_token_reply_is_one_line_naming_the_realm(bad_token_server, mode, says):
+    client, realm, state = bad_token_server
+    state["mode"] = mode
+    with pytest.raises(RegistryError) as failure:
+        client.get_manifest("pause", "3.10")
+    message = str(failure.value)
+    assert message == f"token server {realm} of registry {client.host} {says}"
+    assert "Bearer None" not in client._authorization.values()
+
+
+def test_an_unreachable_token_server_is_one_line_naming_it(bad_token_server):
+    client, _, _ = bad_token_server
+    gone = f"http://127.0.0.1:{free_port()}/token"
+    with pytest.raises(RegistryError, match=rf"^token server {gone} of registry {client.host} is unreachable"):
+        client._token({"realm": gone, "scope": "repository:pause:pull"})

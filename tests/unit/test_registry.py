@@ -45,3 +45,19 @@ def test_tag_digest_asks_each_registry_once_even_when_it_fails(monkeypatch: pyte
         with pytest.raises(RegistryError, match="unreachable"):
             tag_digest("https://10.0.0.9:5000", "pause", "3.10", None, None, None)
     assert asked == [("10.0.0.9:5000", "pause", "3.10")]
+
+
+def test_a_blob_larger_than_a_chunk_goes_up_in_several_patches_and_comes_back_whole(registry, monkeypatch):
+    data = bytes(range(256)) * 4096  # 1 MiB
+    registry.chunk_size = 100_000
+    sent = []
+    send = RegistryClient._send
+    monkeypatch.setattr(
+        RegistryClient,
+        "_send",
+        lambda self, method, url, headers, **kw: sent.append(method) or send(self, method, url, headers, **kw),
+    )
+    assert registry.push_blob("big", data) == len(data)
+    assert sent.count("PATCH") == 10 and sent[-1] == "PUT"  # 10 chunks, and the last 48,576 bytes with the PUT
+    assert b"".join(registry.blob_chunks("big", oci.digest_of(data))) == data
+    assert registry.get_blob("big", oci.digest_of(data)) == data

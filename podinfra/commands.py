@@ -30,6 +30,7 @@ from podinfra.mirror import (
 )
 from podinfra.reference import Reference, parse, split_registry
 from podinfra.registry import RegistryClient
+from podinfra.table import plural
 from podinfra.versions import UPSTREAM
 
 COPIES_AT_ONCE = 4  # images; their blobs share one pool of `mirror.TRANSFERS`
@@ -53,12 +54,6 @@ def one_line(command: F) -> F:
             raise PodinfraError(f"{where}{exc.strerror or exc.__class__.__name__}") from None
 
     return run  # type: ignore[return-value]
-
-
-def plural(count: int, word: str) -> str:
-    """>>> plural(1, "image"), plural(2, "image")
-    ('1 image', '2 images')"""
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 class Progress:

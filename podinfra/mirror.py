@@ -176,7 +176,7 @@ def registry_source(
 
 @dataclass
 class Summary:
-    """What a copy did, for people (`render`) and machines (`--json`)."""
+    """What a copy did, for people (``podinfra.commands.report``) and machines (``--json``)."""
 
     images: list[dict[str, Any]] = field(default_factory=list)
     bytes_sent: int = 0
@@ -202,8 +202,8 @@ class Transfers:
     """The blob copies of one run: at most `workers` at once over all its images, a blob copied once per
     repository however many images list it, and every copy stopped (`stop`) at the first failure.
 
-    >>> with Transfers(2) as transfers:  # doctest: +SKIP
-    ...     copy_image(source, "3.10", dest, "pause", "3.10", Summary(), transfers=transfers)
+    Example: ``with Transfers(2) as transfers: copy_image(source, "3.10", dest, "pause", "3.10",
+    Summary(), transfers=transfers)``.
     """
 
     def __init__(self, workers: int = TRANSFERS):

@@ -43,6 +43,7 @@ from podinfra.mirror import RegistrySource, Summary, copy_image, registry_source
 from podinfra.oci import Image
 from podinfra.reference import Reference, cri_name
 from podinfra.registry import RegistryClient
+from podinfra.table import plural
 from podinfra.tomlpath import dotted
 
 BACKUP = ".podinfra-backup"
@@ -311,6 +312,10 @@ def _restart_and_check(host: Host, wanted: Wanted) -> str:
     )
 
 
+# The data keys a TLS hint names, in place of the command line's flags.
+SOURCE_KEYS = ("pause_source_ca", "pause_source_insecure")
+
+
 @operation()
 def image_mirrored(image: Reference, mirror: MirrorSettings, dest: RegistryClient) -> Generator[Any]:
     """Copy `image` into the local registry (`dest`) unless its tag already holds the source's digest.
@@ -321,7 +326,8 @@ def image_mirrored(image: Reference, mirror: MirrorSettings, dest: RegistryClien
 
         image_mirrored(name="pause", image=parse("registry.k8s.io/pause:3.10"), mirror=settings, dest=client)
     """
-    source = registry_source(image, mirror.source, mirror.source_insecure, str(mirror.source_ca or "") or None)
+    ca = str(mirror.source_ca) if mirror.source_ca else None
+    source = registry_source(image, mirror.source, mirror.source_insecure, ca, flags=SOURCE_KEYS)
     repo = f"{mirror.prefix}/{image.repository}" if mirror.prefix else image.repository
     try:
         wanted = source.manifest(image.reference).digest
@@ -341,10 +347,8 @@ def _copy(state: State, host: Host, source: RegistrySource, image: Reference, de
         copy_image(source, image.reference, dest, repo, image.tag, summary)
     except PodinfraError as e:
         return _fail(state, host, str(e))
-    logger.info(
-        f"{host.print_prefix}{image} -> {dest.host}/{repo}: {summary.blobs_uploaded} blob(s), "
-        f"{summary.bytes_sent} bytes sent"
-    )
+    uploaded, sent = plural(summary.blobs_uploaded, "blob"), plural(summary.bytes_sent, "byte")
+    logger.info(f"{host.print_prefix}{image} -> {dest.host}/{repo}: {uploaded} uploaded, {sent} sent")
     return True
 
 

@@ -31,13 +31,6 @@ class Reference:
         """What a manifest request asks for: the digest when pinned, else the tag."""
         return self.digest or self.tag or "latest"
 
-    def with_registry(self, registry: str, prefix: str = "") -> Reference:
-        repository = f"{prefix.strip('/')}/{self.repository}" if prefix.strip("/") else self.repository
-        return Reference(registry, repository, self.tag, self.digest)
-
-    def pinned(self, digest: str) -> Reference:
-        return Reference(self.registry, self.repository, self.tag, digest)
-
     def __str__(self) -> str:
         text = f"{self.registry}/{self.repository}"
         if self.tag:

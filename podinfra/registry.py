@@ -209,9 +209,7 @@ class RegistryClient:
         (Content-Range) while more than a chunk is left, then PUT ?digest= with the rest, following the
         upload's location as each answer moves it (a blob of one chunk is POST and PUT alone). On any
         failure the upload is cancelled (DELETE), so nothing of it is committed; the registry checks the
-        digest itself before it commits.
-
-        >>> client.upload_blob("pause", digest, len(data), io.BytesIO(data))  # doctest: +SKIP
+        digest itself before it commits: ``client.upload_blob("pause", digest, len(data), io.BytesIO(data))``.
         """
         what = f"upload {digest} to {repo}"
         start = self._check(self._request("POST", f"/v2/{repo}/blobs/uploads/"), f"start upload to {repo}")

@@ -16,6 +16,7 @@ from typing import Any
 
 from podinfra import table
 from podinfra.checks import CHECKS, STATUSES, CheckResult
+from podinfra.table import plural
 
 VERSION = "podinfra-1"
 GROUP = "Pod sandbox image (pause)"
@@ -45,10 +46,6 @@ def counts(reports: Sequence[NodeReport]) -> dict[str, int]:
     return {f"total_{s}": sum(r.status == s for n in reports for r in n.results) for s in STATUSES}
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 def render(reports: Sequence[NodeReport]) -> str:
     """The terminal report: nodes by checks, then each failure and warning with its remediation."""
     headers = ("NODE", *(f"{c.id} {c.name}" for c in CHECKS))
@@ -76,7 +73,7 @@ def render(reports: Sequence[NodeReport]) -> str:
     failed_nodes = sum(n.failed for n in reports)
     lines += [
         "",
-        f"{_plural(len(reports), 'node')}: {len(reports) - failed_nodes} passed, {failed_nodes} failed "
+        f"{plural(len(reports), 'node')}: {len(reports) - failed_nodes} passed, {failed_nodes} failed "
         f"(checks: {t['total_pass']} pass, {t['total_fail']} fail, {t['total_warn']} warn, {t['total_info']} info)",
     ]
     return "\n".join(lines)

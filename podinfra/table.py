@@ -11,3 +11,8 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def plural(count: int, word: str) -> str:
+    """``plural(1, "image") == "1 image"``, ``plural(2, "image") == "2 images"``."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"

@@ -40,6 +40,7 @@ def pause_mirror(registry: RegistrySettings | None = None) -> None:
         ca_file=str(registry.ca) if registry.ca else None,
         username=registry.push_user,
         password=registry.users[registry.push_user],
+        flags=("registry_tls_ca (or podinfra's CA in podinfra_pki_dir)", None),
     )
     for image in mirror.images:
         image_mirrored(name=f"{image} in the local registry", image=image, mirror=mirror, dest=dest)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from podinfra import sshconfig
 from podinfra.lab import image, node, pause, suites, upstream
 from podinfra.lab.state import STATE_ROOT, LabConfig, LabError, LabState, NodeState, pid_alive
 from podinfra.registry import RegistryClient
@@ -81,13 +82,19 @@ def _write_ssh_files(state: LabState) -> None:
             ],
             check=True,
         )
-    blocks = []
-    for n in state.nodes:
-        blocks.append(
-            f"Host {n.name} {n.address}\n  HostName {n.address}\n  User root\n  IdentityFile {state.ssh_key}\n"
-            f"  IdentitiesOnly yes\n  UserKnownHostsFile {state.known_hosts}\n  StrictHostKeyChecking yes\n"
-            "  LogLevel ERROR\n"
+    blocks = [
+        sshconfig.block(
+            n.name,
+            n.address,
+            hostname=n.address,
+            user="root",
+            identity=str(state.ssh_key),
+            known_hosts=str(state.known_hosts),
+            strict="yes",
+            extra=("LogLevel ERROR",),
         )
+        for n in state.nodes
+    ]
     state.ssh_config.write_text("\n".join(blocks))
 
 

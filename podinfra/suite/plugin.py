@@ -67,6 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS] = {}
     config.stash[NOTES] = {}
     config.addinivalue_line("markers", "check(id): the podinfra check this test implements")
+    config.addinivalue_line("markers", "xdist_group(name): run with the tests of the same group (pytest-xdist)")
     if config.getoption("hosts"):
         # podinfra check stops a run with SIGTERM: as KeyboardInterrupt it unwinds the probes' finally blocks.
         signal.signal(signal.SIGTERM, _interrupt)
@@ -74,6 +75,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("hosts"):
+        # With pytest-xdist (`-n N --dist loadgroup`) a node's checks stay in one worker, in order: probes
+        # look at what the checks before them found on that node.
+        for item in items:
+            params = getattr(item, "callspec", None)
+            host = params.params.get("_testinfra_host") if params else None
+            if host is not None:
+                item.add_marker(pytest.mark.xdist_group(node_name(config, host)))
         return
     skip = pytest.mark.skip(reason="node checks need --hosts and --podinfra-inventory (podinfra/suite/README.md)")
     for item in items:

@@ -50,27 +50,38 @@ def _one_line(method: str, error: grpc.RpcError) -> CRIError:
 def forwarded_socket(
     ssh_config: Path, host: str, remote: str = CONTAINERD_SOCKET, timeout: float = 10
 ) -> Iterator[str]:
-    """Yield a gRPC target (``unix:///...``) that reaches `remote` on `host` over SSH."""
+    """Yield a gRPC target (``unix:///...``) that reaches `remote` on `host` over SSH.
+
+    Through the connection's master (ControlPath) when one runs: a second SSH connection's handshake
+    costs more CPU here than the rest of a node's check. Else a connection of its own."""
     with tempfile.TemporaryDirectory(prefix="podinfra-cri-") as tmp:
         local = Path(tmp) / f"{host}.sock"
-        forward = subprocess.Popen(
-            # ControlPath=none: through a shared master the forward would belong to the master and outlive us.
-            ["ssh", "-F", str(ssh_config), "-N", "-o", "ExitOnForwardFailure=yes", "-o", "ControlPath=none"]
-            + ["-L", f"{local}:{remote}", host],
-            stdin=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        spec, ssh = f"{local}:{remote}", ["ssh", "-F", str(ssh_config)]
+        muxed = subprocess.run([*ssh, "-O", "forward", "-L", spec, host], capture_output=True).returncode == 0
+        # ControlPath=none: a forward of its own, gone with its process (never left in someone's master).
+        forward = (
+            None
+            if muxed
+            else subprocess.Popen(
+                [*ssh, "-N", "-o", "ExitOnForwardFailure=yes", "-o", "ControlPath=none", "-L", spec, host],
+                stdin=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
         )
         try:
             deadline = time.monotonic() + timeout
             while not local.exists():
-                if forward.poll() is not None or time.monotonic() > deadline:
-                    err = forward.stderr.read().decode().strip() if forward.stderr else ""
+                if (forward and forward.poll() is not None) or time.monotonic() > deadline:
+                    err = forward.stderr.read().decode().strip() if forward and forward.stderr else ""
                     raise CRIError(f"cannot forward {host}:{remote}: {err or 'timed out'}")
-                time.sleep(0.05)
+                time.sleep(0.02)
             yield f"unix://{local}"
         finally:
-            forward.terminate()
-            forward.wait()
+            if forward is None:
+                subprocess.run([*ssh, "-O", "cancel", "-L", spec, host], capture_output=True)
+            else:
+                forward.terminate()
+                forward.wait()
 
 
 @dataclass

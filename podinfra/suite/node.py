@@ -6,6 +6,7 @@ node.once("containerd config dump")               # asked of the node once per r
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -15,9 +16,10 @@ from typing import Any
 import pytest
 
 from podinfra import checks, sshconfig
-from podinfra.containerd import daemon
+from podinfra.containerd import ctr, daemon
 from podinfra.containerd.shape import ConfigError, version_from_output
 from podinfra.cri import CONTAINERD_SOCKET, CRIO_SOCKET, CRIError, Runtime, forwarded_socket
+from podinfra.hostdata import NODE_CA
 from podinfra.runtime_config import crio_version_from_output
 from podinfra.suite import probes
 
@@ -43,9 +45,52 @@ def done(config: pytest.Config, node: str) -> dict[str, checks.CheckResult]:
     return config.stash[RESULTS].get(node, {})
 
 
+MARK = "=== "
+
+
+def snapshot_script(expect: checks.Expectations) -> str:
+    """One shell script for everything the read-only checks need of a node: a node is asked once, over one
+    SSH session, rather than a command at a time (each an ssh client, most of a check's CPU here)."""
+    settings = expect.settings
+    files = [
+        *(
+            f"{settings.containerd_certs_dir}/{u}/hosts.toml"
+            for u in (*settings.mirrored_registries, settings.local_registry)
+        ),
+        settings.kubelet_flags_file,
+    ]
+    parts = [
+        f'echo "{MARK}version"; containerd --version 2>/dev/null || crio --version 2>/dev/null',
+        f'echo "{MARK}daemon"; if command -v containerd >/dev/null; then {daemon.PROBE}',
+        f'echo "{MARK}config"; cat -- "$config" 2>/dev/null; fi',
+        *(f"echo {shlex.quote(MARK + 'file ' + path)}; cat -- {shlex.quote(path)} 2>/dev/null" for path in files),
+        f'echo "{MARK}sha256"; sha256sum -- {shlex.quote(NODE_CA)} 2>/dev/null',
+        f'echo "{MARK}kubelet"; command -v kubelet',
+        f'echo "{MARK}images"; ctr -n k8s.io images ls 2>/dev/null',
+    ]
+    if settings.airgap_probe:
+        url = shlex.quote(f"http://{settings.airgap_probe}/")
+        parts.append(f'echo "{MARK}airgap"; curl -sS -m 3 -o /dev/null {url} 2>&1; echo "rc=$?"')
+    return "\n".join(parts) + "\ntrue\n"
+
+
+def sections(output: str) -> dict[str, str]:
+    """The snapshot's output by section (a file that does not exist has an empty section)."""
+    found: dict[str, list[str]] = {}
+    current = None
+    for line in output.splitlines():
+        if line.startswith(MARK):
+            current = line[len(MARK) :]
+            found[current] = []
+        elif current is not None:
+            found[current].append(line)
+    return {key: "\n".join(lines) + ("\n" if lines else "") for key, lines in found.items()}
+
+
 @dataclass
 class Node:
-    """The node under check: its testinfra host, what it must show, and how to reach it beyond host.run."""
+    """The node under check: its testinfra host, what it must show, what it showed (one snapshot), and
+    how to reach it beyond host.run."""
 
     name: str
     host: Any  # testinfra.host.Host
@@ -54,13 +99,14 @@ class Node:
     version: str
     ssh_config: Path | None  # None: the local machine
     alias: str
+    shown: dict[str, str] = field(default_factory=dict, repr=False)  # the snapshot, by section
     answers: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
 
     def run(self, command: str, *args: str) -> Any:
         return self.host.run(command, *args)
 
     def once(self, command: str, *args: str) -> Any:
-        """`run` for what does not change during a check run (config dump, files): asked of the node once."""
+        """`run` for what does not change during a check run: asked of the node once."""
         key = (command, *args)
         if key in self.answers:
             return self.answers[key]
@@ -70,13 +116,42 @@ class Node:
         return result
 
     def read(self, path: str) -> str | None:
-        """A file's text, or None where it cannot be read (`cat`: testinfra's File asks the OS first)."""
+        """A file's text, or None where it does not exist (from the snapshot when it holds the file)."""
+        if f"file {path}" in self.shown:
+            return self.shown[f"file {path}"] or None
         result = self.once("cat -- %s", path)
         return result.stdout if result.rc == 0 else None
 
     def daemon(self) -> daemon.Daemon:
         """What the running containerd reads, and its effective config (see podinfra.containerd.daemon)."""
-        return daemon.parse(self.once(daemon.PROBE).stdout.splitlines())
+        return daemon.parse(self.shown.get("daemon", "").splitlines())
+
+    def config_text(self) -> str:
+        """The config file the running containerd was started with."""
+        return self.shown.get("config", "")
+
+    def sha256(self, path: str) -> str | None:
+        """The sha256 of a file on the node, or None where it does not exist."""
+        for line in self.shown.get("sha256", "").splitlines():
+            digest, _, name = line.partition("  ")
+            if name == path:
+                return digest
+        held = self.once("sha256sum -- %s", path)
+        return held.stdout.split()[0] if held.rc == 0 else None
+
+    def images(self) -> dict[str, ctr.StoredImage]:
+        """containerd's ``k8s.io`` images when the snapshot was taken."""
+        return ctr.images(self.shown.get("images", ""))
+
+    @property
+    def has_kubelet(self) -> bool:
+        return bool(self.shown.get("kubelet", "").strip())
+
+    def airgap(self) -> tuple[int, str]:
+        """(curl's exit code, its message) for the airgap probe, as the snapshot saw it."""
+        lines = self.shown.get("airgap", "").splitlines()
+        rc = int(lines[-1].removeprefix("rc=")) if lines and lines[-1].startswith("rc=") else -1
+        return rc, " ".join(lines[:-1])
 
     def run_input(self, command: str, data: bytes, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
         """`command` on the node with `data` on its stdin, which testinfra cannot give (secrets go this way)."""
@@ -84,6 +159,34 @@ class Node:
         if self.ssh_config is not None:
             argv.append(command)
         return subprocess.run(argv, input=data, capture_output=True, timeout=timeout, check=False)
+
+
+def connect(host: Any, name: str, expect: checks.Expectations, workdir: Path) -> Node:
+    """The node, asked for its snapshot: which runtime it runs, and everything the checks read."""
+    ssh_config, alias = ssh_config_for(host.backend, workdir)
+    try:
+        result = host.run(snapshot_script(expect))
+    except RuntimeError as e:  # testinfra's ssh backend raises with the CommandResult when ssh itself fails
+        found = e.args[0] if e.args else None
+        detail = getattr(found, "stderr", "") or str(e)
+        raise RuntimeError(f"cannot run commands on {name} over SSH: {detail.strip()[:300]}") from None
+    if result.rc == 255:
+        raise RuntimeError(f"cannot run commands on {name} over SSH: {result.stderr.strip()[:300]}")
+    shown = sections(result.stdout)
+    runtime, version = _runtime(shown.get("version", ""))
+    return Node(name, host, expect, runtime, version, ssh_config, alias, shown)
+
+
+def _runtime(output: str) -> tuple[str, str]:
+    if output.startswith("containerd "):
+        try:
+            return "containerd", version_from_output(output)
+        except ConfigError as e:
+            raise RuntimeError(str(e)) from None
+    version = crio_version_from_output(output)
+    if version:
+        return "cri-o", version
+    raise RuntimeError("neither containerd nor CRI-O is installed (containerd --version, crio --version failed)")
 
 
 def ssh_config_for(backend: Any, workdir: Path) -> tuple[Path | None, str]:
@@ -102,29 +205,6 @@ def ssh_config_for(backend: Any, workdir: Path) -> tuple[Path | None, str]:
         )
     )
     return path, backend.host.name
-
-
-def reachable(host: Any, name: str) -> None:
-    try:
-        host.run("true")
-    except RuntimeError as e:  # testinfra's ssh backend raises with the CommandResult when ssh itself fails
-        result = e.args[0] if e.args else None
-        detail = getattr(result, "stderr", "") or str(e)
-        raise RuntimeError(f"cannot run commands on {name} over SSH: {detail.strip()[:300]}") from None
-
-
-def detect_runtime(host: Any) -> tuple[str, str]:
-    containerd = host.run("containerd --version")
-    if containerd.rc == 0:
-        try:
-            return "containerd", version_from_output(containerd.stdout)
-        except ConfigError as e:
-            raise RuntimeError(str(e)) from None
-    crio = host.run("crio --version")
-    version = crio_version_from_output(crio.stdout) if crio.rc == 0 else None
-    if version:
-        return "cri-o", version
-    raise RuntimeError("neither containerd nor CRI-O is installed (containerd --version, crio --version failed)")
 
 
 @dataclass

@@ -35,10 +35,8 @@ from podinfra.suite.node import (
     RESULTS,
     Expected,
     Node,
-    detect_runtime,
+    connect,
     open_cri,
-    reachable,
-    ssh_config_for,
 )
 
 RECORD = pytest.StashKey[checks.CheckResult]()
@@ -111,11 +109,7 @@ def node_name(config: pytest.Config, host: Any) -> str:
 @pytest.fixture(scope="module")
 def node(host: Any, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Node:
     name = node_name(request.config, host)
-    expect = _expectations(request.config, name)
-    ssh_config, alias = ssh_config_for(host.backend, tmp_path_factory.mktemp("ssh"))
-    reachable(host, name)
-    runtime, version = detect_runtime(host)
-    return Node(name, host, expect, runtime, version, ssh_config, alias)
+    return connect(host, name, _expectations(request.config, name), tmp_path_factory.mktemp("ssh"))
 
 
 @pytest.fixture(scope="module")

@@ -152,18 +152,16 @@ def cas_named(texts: Sequence[str]) -> set[str]:
 
 
 def pin_verdict(containerd_version: str, label: str | None, cri_pinned: bool) -> tuple[str, str]:
-    """(status, phrase) for the pause image's pin on containerd: the label must be set, and a containerd
-    that honours pins must report ``pinned`` through its CRI.
+    """(status, phrase) for the pause image's pin on containerd. What the kubelet's image GC honours is the
+    CRI's ``pinned``; a containerd too old to report it (before 1.6.22 and 1.7.3) can only carry the label.
 
     >>> pin_verdict("2.1.9", "pinned", True)
     ('pass', 'label io.cri-containerd.pinned=pinned, CRI pinned=true')
     """
     shape = f"label io.cri-containerd.pinned={label or '(none)'}, CRI pinned={str(cri_pinned).lower()}"
-    if label != "pinned":
-        return "fail", shape
     if cri_pinned:
         return "pass", shape
-    if versions.containerd_honours_pins(containerd_version):
+    if versions.containerd_honours_pins(containerd_version) or label != "pinned":
         return "fail", shape
     return "warn", (
         f"{shape}: containerd {containerd_version} keeps the label but honours pins only from 1.6.22 and 1.7.3, "

@@ -32,8 +32,7 @@ def _stored(node: Node, cri: CRI, name: str) -> tuple[str | None, dict[str, str]
     """(digest, labels) of `name` in the runtime's image store; (None, {}) when absent."""
     name = readers.store_key(name)
     if node.runtime == "containerd":
-        listing = node.run("ctr -n k8s.io images ls %s", f"name=={name}")
-        image = ctr.images(listing.stdout).get(name)
+        image = node.images().get(name)
         return (image.digest, image.labels) if image else (None, {})
     info = cri.get().image_status(name)
     if info is None:
@@ -102,7 +101,7 @@ def test_running_runtime_uses_the_sandbox_image(node: Node, cri: CRI, record: Ch
         problems.append(f"effective config is version {version}, containerd {node.version} uses {shape.config_version}")
     if image != expect.sandbox_image:
         problems.append(f"{path} = {image!r}")
-    stale = stale_keys(node.read(found.config) or "")
+    stale = stale_keys(node.config_text())
     if stale:
         problems.append(f"{found.config} sets {', '.join(stale)}, which containerd {node.version} ignores or misreads")
     record.actual = "; ".join(problems) or (
@@ -140,10 +139,7 @@ def test_mirror_config_sends_pulls_to_the_local_registry_only(node: Node, record
         problems.append(f"config_path = {config_path!r}: containerd does not read {settings.containerd_certs_dir}")
     paths = {u: f"{settings.containerd_certs_dir}/{u}/hosts.toml" for u in registries}
     texts = {u: node.read(path) for u, path in paths.items()}
-    node_ca = {}
-    for ca in readers.cas_named([text for text in texts.values() if text]):
-        held = node.once("sha256sum %s", ca)
-        node_ca[ca] = held.stdout.split()[0] if held.rc == 0 else None
+    node_ca = {ca: node.sha256(ca) for ca in readers.cas_named([text for text in texts.values() if text])}
     ca_digest = hashlib.sha256(settings.ca.read_bytes()).hexdigest() if settings.ca else None
     for upstream, path in paths.items():
         problems += readers.mirror_problems(
@@ -166,7 +162,7 @@ def test_kubelet_flag_agrees_with_the_runtime(node: Node, record: CheckResult) -
         else f"no --pod-infra-container-image in {path} (Kubernetes {settings.kubernetes_version} refuses it)"
     )
     text = node.read(path)
-    if text is None and node.once("command -v kubelet").rc != 0:
+    if text is None and not node.has_kubelet:
         record.info(f"no kubelet on this node and no {path}: nothing to check")
         return
     flag = readers.kubelet_pause_flag(text)
@@ -258,16 +254,16 @@ def test_node_resolves_pause_at_its_mirror_and_not_upstream(node: Node, record: 
     elif expect.digest and digest != expect.digest:
         problems.append(f"{url} serves {digest}")
     if settings.airgap_probe:
-        probe = node.run("curl -sS -m 3 -o /dev/null %s", f"http://{settings.airgap_probe}/")
+        rc, message = node.airgap()
         # 6: no name, 7: no route or refused, 28: timed out; anything else means a connection was made.
-        if probe.rc not in (6, 7, 28):
-            problems.append(f"the node reached the upstream {settings.airgap_probe} (curl rc {probe.rc})")
+        if rc not in (6, 7, 28):
+            problems.append(f"the node reached the upstream {settings.airgap_probe} (curl rc {rc})")
             record.remediation = (
                 f"The node reaches {settings.airgap_probe}, which the inventory says it must not (airgap_probe): "
                 "remove its route or open firewall rule to the upstream."
             )
         else:
-            gap = f"{settings.airgap_probe} unreachable ({probe.stderr.strip().removeprefix('curl: ')[:120]})"
+            gap = f"{settings.airgap_probe} unreachable ({message.strip().removeprefix('curl: ')[:120]})"
     record.actual = "; ".join(problems) or f"{url} (from {source}): HTTP 200, {digest}; {gap}"
     assert not problems, record.actual
     if not settings.airgap_probe:

@@ -65,6 +65,7 @@ def test_a_registry_trusted_by_the_system_needs_no_ca_file():
         ("2.1.9", "pinned", True, "pass"),
         ("2.1.9", "pinned", False, "fail"),  # honours pins, yet its CRI says no: the label is not what it reads
         ("2.1.9", None, False, "fail"),
+        ("1.7.24", None, True, "pass"),  # the CRI pins its sandbox image itself: what the kubelet's GC reads
         ("1.7.24", "pinned", True, "pass"),
         ("1.7.2", "pinned", False, "warn"),  # before pins: the stated exception
         ("1.6.20", "pinned", False, "warn"),

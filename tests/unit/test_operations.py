@@ -1,0 +1,283 @@
+"""podinfra's facts and operations without a host, in pyinfra's own test style: fact output in, the
+value out; facts given to an operation, the commands it yields (or its no-op) out. And the rollout's
+one assumption about pyinfra, pinned against pyinfra's own batching."""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import gevent
+import pytest
+from pyinfra.api import Config, Inventory, State
+from pyinfra.api import operations as pyinfra_operations
+from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringCommand
+from pyinfra.api.state import StateOperationMeta
+from pyinfra.context import ctx_host, ctx_state
+from pyinfra.facts.files import File, FileContents, Sha256File
+
+from podinfra import facts, operations
+from podinfra.containerd import daemon
+from podinfra.operations import Rollout
+
+# --- facts: output in, value out ------------------------------------------------------------------------
+
+
+def test_containerd_and_crio_versions():
+    fact = facts.ContainerdVersion()
+    assert (fact.requires_command(), fact.command()) == ("containerd", "containerd --version")
+    assert fact.process(["containerd github.com/containerd/containerd/v2 2.1.9+unknown "]) == "2.1.9"
+    assert facts.CrioVersion().process(["crio version 1.31.1", "Version:  v1.31.1"]) == "1.31.1"
+
+
+def test_the_daemon_fact_runs_the_probe_and_parses_it():
+    fact = facts.ContainerdDaemon()
+    assert fact.command() == daemon.PROBE
+    found = fact.process(["pid=9", "started=100 0 100", "config=/c.toml", "file=99 /c.toml", "--- dump", "version = 2"])
+    assert (found.pid, found.config, found.changed_since_start(), found.dump) == (9, "/c.toml", [], "version = 2")
+
+
+def test_image_facts():
+    images = facts.ContainerdImages().process(
+        [
+            "REF TYPE DIGEST SIZE PLATFORMS LABELS",
+            "registry.k8s.io/pause:3.10 x sha256:aa 299.0 KiB linux/amd64 io.cri-containerd.pinned=pinned",
+        ]
+    )
+    assert images["registry.k8s.io/pause:3.10"].pinned
+    used = facts.ContainerImages().process(["CONTAINER IMAGE RUNTIME", "abc registry.k8s.io/pause:3.9 runc"])
+    assert used == {"registry.k8s.io/pause:3.9"}
+    assert facts.ContainerdImages().default() == {} and facts.ContainerImages().default() == set()
+
+
+def test_installed_and_http_status_quote_what_they_are_given():
+    assert facts.Installed().command(command="kube let") == "command -v 'kube let' >/dev/null && echo yes || echo no"
+    assert facts.Installed().process(["yes"]) and not facts.Installed().process(["no"])
+    command = facts.HttpStatus().command(url="https://r:5000/v2/", cacert="/etc/a b.crt")
+    assert "--cacert '/etc/a b.crt'" in command and "https://r:5000/v2/" in command
+    assert facts.HttpStatus().process(["401"]) == "401"
+
+
+# --- operations: facts in, commands out -------------------------------------------------------------------
+
+
+@dataclass
+class FakeHost:
+    """What podinfra's operations ask of pyinfra's Host: facts (by class and arguments) and noop."""
+
+    facts: dict[tuple[type, tuple[tuple[str, Any], ...]], Any]
+    noops: list[str] = field(default_factory=list)
+    name: str = "node1"
+    print_prefix: str = "[node1] "
+
+    def get_fact(self, cls: type, **kwargs: Any) -> Any:
+        return self.facts.get((cls, tuple(sorted(kwargs.items()))))
+
+    def noop(self, message: str) -> None:
+        self.noops.append(message)
+
+    def log(self, message: str, log_func: Any) -> None:
+        log_func(message)
+
+
+def fact(cls: type, value: Any, **kwargs: Any) -> tuple[tuple[type, tuple[tuple[str, Any], ...]], Any]:
+    return (cls, tuple(sorted(kwargs.items()))), value
+
+
+@contextmanager
+def on(fake: FakeHost, diff: bool = False, executing: bool = True):
+    state = SimpleNamespace(config=SimpleNamespace(DIFF=diff), is_executing=executing, __dict__={})
+    with ctx_host.use(fake), ctx_state.use(state):
+        yield
+
+
+def commands(op: Any, fake: FakeHost, **kwargs: Any) -> list[str]:
+    with on(fake):
+        out = []
+        for command in op._inner(**kwargs):
+            if isinstance(command, FileUploadCommand):
+                out.append(f"upload {command.dest}")
+            elif isinstance(command, FunctionCommand):
+                out.append(f"function {command.function.__name__}")
+            else:
+                out.append(str(command.get_masked_value() if isinstance(command, StringCommand) else command))
+        return out
+
+
+PATH = "/etc/containerd/certs d/it's.toml"
+CONTENT = "server = 'x'\n"
+SHA = hashlib.sha256(CONTENT.encode()).hexdigest()
+
+
+def test_config_file_with_the_content_in_place_is_a_noop():
+    fake = FakeHost(
+        dict([fact(Sha256File, SHA, path=PATH), fact(File, {"mode": 600, "user": "root", "group": "root"}, path=PATH)])
+    )
+    assert commands(operations.config_file, fake, path=PATH, content=CONTENT, mode="0600") == []
+    assert fake.noops == [f"{PATH} is up to date"]
+
+
+def test_config_file_fixes_owner_group_and_mode_alone():
+    fake = FakeHost(
+        dict([fact(Sha256File, SHA, path=PATH), fact(File, {"mode": 600, "user": "root", "group": "staff"}, path=PATH)])
+    )
+    quoted = "'/etc/containerd/certs d/it'\"'\"'s.toml'"
+    assert commands(operations.config_file, fake, path=PATH, content=CONTENT, mode="0600") == [
+        f"chown root:root {quoted} && chmod 0600 {quoted}"
+    ]
+
+
+def test_config_file_writes_atomically_with_a_backup_and_quotes_every_path():
+    fake = FakeHost(dict([fact(Sha256File, None, path=PATH)]))
+    found = commands(operations.config_file, fake, path=PATH, content=CONTENT, mode="0600")
+    quoted, new = "'/etc/containerd/certs d/it'\"'\"'s.toml'", "'/etc/containerd/certs d/it'\"'\"'s.toml.podinfra-new'"
+    assert found == [
+        "mkdir -p '/etc/containerd/certs d'",
+        f"rm -f {new} && ( umask 077 && touch {new} )",
+        f"upload {PATH}.podinfra-new",
+        f"chown root:root {new} && chmod 0600 {new} && if [ -f {quoted} ]; then cp -p {quoted} "
+        f"'/etc/containerd/certs d/it'\"'\"'s.toml.podinfra-backup' ; fi && mv -f {new} {quoted}",
+    ]
+
+
+def test_config_file_diff_masks_secrets(caplog):
+    fake = FakeHost(dict([fact(Sha256File, None, path="/h.toml"), fact(FileContents, None, path="/h.toml")]))
+    caplog.set_level("INFO")
+    with on(fake, diff=True):
+        list(
+            operations.config_file._inner(
+                path="/h.toml", content='Authorization = "Basic c2VjcmV0"\n', secrets=["c2VjcmV0"]
+            )
+        )
+    text = caplog.text
+    assert "Will create /h.toml" in text and "Basic ***" in text and "c2VjcmV0" not in text
+
+
+def test_pause_pinned_pulls_what_is_absent_and_labels_what_is_not_pinned():
+    image = "registry.k8s.io/pause:3.10"
+    absent = FakeHost(dict([fact(facts.ContainerdImages, {})]))
+    assert commands(operations.pause_pinned, absent, image=image, certs_dir="/etc/containerd/certs.d") == [
+        "ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d registry.k8s.io/pause:3.10 >/dev/null",
+        "ctr -n k8s.io images label registry.k8s.io/pause:3.10 io.cri-containerd.pinned=pinned",
+    ]
+    listed = facts.ContainerdImages().process(
+        ["H", f"{image} x sha256:a 1 KiB linux/amd64 io.cri-containerd.pinned=pinned"]
+    )
+    pinned = FakeHost(dict([fact(facts.ContainerdImages, listed)]))
+    assert commands(operations.pause_pinned, pinned, image=image, certs_dir="/c") == []
+    assert pinned.noops == [f"{image} is present and pinned"]
+
+
+def test_old_pause_released_only_once_no_container_uses_it():
+    listed = facts.ContainerdImages().process(
+        [
+            "H",
+            "registry.k8s.io/pause:3.9 x sha256:9 1 KiB linux/amd64 io.cri-containerd.pinned=pinned",
+            "registry.k8s.io/pause:3.10 x sha256:a 1 KiB linux/amd64 io.cri-containerd.pinned=pinned",
+            "registry.k8s.io/pause:3.10.2 x sha256:b 1 KiB linux/amd64 io.cri-containerd.pinned=pinned",
+        ]
+    )
+    fake = FakeHost(
+        dict([fact(facts.ContainerdImages, listed), fact(facts.ContainerImages, {"registry.k8s.io/pause:3.9"})])
+    )
+    assert commands(operations.old_pause_released, fake, image="registry.k8s.io/pause:3.10.2") == [
+        "ctr -n k8s.io images label registry.k8s.io/pause:3.10 io.cri-containerd.pinned=",
+    ]
+    assert fake.noops == ["registry.k8s.io/pause:3.9 is still the pause of running sandboxes: kept"]
+    removing = commands(operations.old_pause_released, fake, image="registry.k8s.io/pause:3.10.2", policy="remove")
+    assert removing == ["ctr -n k8s.io images rm registry.k8s.io/pause:3.10 >/dev/null"]
+    assert commands(operations.old_pause_released, fake, image="x/pause:1", policy="keep") == []
+
+
+def running(changed: bool) -> daemon.Daemon:
+    mtime = 2000 if changed else 1000
+    dump = "version = 2\n[plugins.'io.containerd.grpc.v1.cri']\nsandbox_image = 'r/pause:3.10'\n"
+    dump += "[plugins.'io.containerd.grpc.v1.cri'.registry]\nconfig_path = '/etc/containerd/certs.d'\n"
+    return daemon.parse(
+        ["pid=1", "started=1500 0 100", "config=/c", f"file={mtime} /c", "--- dump", *dump.splitlines()]
+    )
+
+
+def restart_commands(found: daemon.Daemon, image: str = "r/pause:3.10") -> tuple[list[str], FakeHost]:
+    fake = FakeHost(dict([fact(facts.ContainerdDaemon, found)]))
+    written = SimpleNamespace(will_change=False)
+    out = commands(
+        operations.containerd_restarted, fake, image=image, certs_dir="/etc/containerd/certs.d",
+        containerd_version="1.7.24", config="/c", written=written, rollout=Rollout(0, 1),
+    )  # fmt: skip
+    return out, fake
+
+
+def test_containerd_restarts_when_a_file_it_reads_is_newer_than_the_daemon():
+    assert restart_commands(running(changed=True))[0] == ["function _restart"]
+
+
+def test_a_daemon_running_its_files_is_left_alone():
+    out, fake = restart_commands(running(changed=False))
+    assert out == [] and fake.noops == ["containerd runs its config (/c)"]
+
+
+def test_an_effective_config_that_names_another_image_fails_the_node():
+    assert restart_commands(running(changed=False), image="r/pause:3.10.1")[0] == ["function _fail"]
+
+
+def test_wanted_names_what_differs():
+    from podinfra.containerd.shape import runtime_shape
+
+    wanted = operations.Wanted("r/pause:3.10.1", "/etc/containerd/certs.d", runtime_shape("1.7.24"), 30)
+    assert wanted.differences(running(changed=False)) == (
+        "containerd's effective config (config dump) has "
+        "plugins.\"io.containerd.grpc.v1.cri\".sandbox_image = 'r/pause:3.10', not 'r/pause:3.10.1'"
+    )
+
+
+# --- the rollout's batches are pyinfra's ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_rollout_batches_are_the_batches_pyinfra_runs(monkeypatch, batch):
+    """Run one operation through pyinfra's own _run_single_op with _parallel: the hosts that run together
+    are the ones Rollout.batch_of puts in one batch."""
+    inventory = Inventory(([f"h{i}" for i in range(7)], {}))  # type: ignore[no-untyped-call]
+    state = State(inventory, Config())  # type: ignore[no-untyped-call]
+    for host in inventory:
+        state.activate_host(host)
+    state.op_meta["op"] = StateOperationMeta(op_order=(1,))
+    state.op_meta["op"].global_arguments.update({"_serial": False, "_parallel": batch, "_run_once": False})
+    seen: list[tuple[int, str]] = []
+    running_batch = [0]
+
+    def record(state: State, host: Any, op_hash: str) -> bool:
+        seen.append((running_batch[0], host.name))
+        gevent.sleep(0)
+        return True
+
+    original_iwait = gevent.iwait
+
+    def iwait(greenlets: Any) -> Any:
+        yield from original_iwait(greenlets)
+        running_batch[0] += 1
+
+    monkeypatch.setattr(pyinfra_operations, "_run_host_op_with_context", record)
+    monkeypatch.setattr(pyinfra_operations.gevent, "iwait", iwait)
+    with ctx_state.use(state):
+        pyinfra_operations._run_single_op(state, "op")
+    rollout = Rollout(0, batch)
+    assert {name: index for index, name in seen} == {host.name: rollout.batch_of(state, host) for host in inventory}
+
+
+def test_a_host_is_stopped_by_failures_in_earlier_batches_only():
+    inventory = Inventory((["a", "b", "c", "d"], {}))  # type: ignore[no-untyped-call]
+    state = State(inventory, Config())  # type: ignore[no-untyped-call]
+    for host in inventory:
+        state.activate_host(host)
+    rollout = Rollout(allowed=0, batch=2)
+    order = [h.name for h in state.inventory.get_active_hosts()]
+    first, second = order[:2], order[2:]
+    rollout.failed[first[0]] = 0
+    assert rollout.stopped(state, inventory.get_host(first[1])) == 0  # a peer of its own batch: not stopped
+    assert rollout.stopped(state, inventory.get_host(second[0])) == 1
+    assert Rollout(allowed=1, batch=2).stopped(state, inventory.get_host(second[0])) == 0

@@ -1,58 +1,36 @@
-"""An example inventory for a real air-gapped fleet: copy it, change names, addresses and secrets.
+"""An example inventory for a real air-gapped fleet, as the README's "On your own fleet" shows it:
+copy it, change names, addresses and secrets.
 
-    pyinfra inventories/airgap-example.py deploys/registry.py
-    pyinfra inventories/airgap-example.py deploys/mirror.py      # from a host that reaches upstream
-    pyinfra inventories/airgap-example.py deploys/node.py
-    podinfra check inventories/airgap-example.py
+    pyinfra -y airgap-example.py podinfra.deploys.local_registry --limit k8s_registry
+    pyinfra -y airgap-example.py podinfra.deploys.pause_mirror --limit k8s_registry  # control host reaches upstream
+    pyinfra -y airgap-example.py podinfra.deploys.node_runtime --limit k8s_workers
+    podinfra check airgap-example.py --group k8s_workers
 
-Every key is documented in podinfra/hostdata.py; bad values stop the run before any host is touched.
+Every key podinfra reads is in the README's table (podinfra/hostdata.py); bad values stop the run
+before any host is touched, misspelt keys with "did you mean".
 """
 
-import json
-import os
 from pathlib import Path
 
-PKI = Path(os.environ.get("PODINFRA_PKI_DIR", "/var/lib/podinfra/pki"))
-# deploys/registry.py writes the generated credentials here on its first run.
-USERS = PKI / "registry-1" / "users.json"
+REGISTRY = "10.20.0.5"  # the local registry's host, inside the gap
+WORKERS = {"worker-a": "10.20.0.11", "worker-b": "10.20.0.12", "worker-c": "10.20.0.13"}
+SSH = {"ssh_user": "root"}  # and ssh_key, ssh_port, ... as pyinfra reads them
+PKI = "/var/lib/podinfra/pki"  # on this control host: podinfra's CA and the registry's certificate
+SECRETS = Path(__file__).parent / "secrets"  # pull.pw and push.pw: the registry's two users
 
-_common = {
-    "ssh_user": "root",
-    "kubernetes_version": "1.31",
-    "podinfra_pki_dir": str(PKI),
+_users = {user: (SECRETS / f"{user}.pw").read_text().strip() for user in ("pull", "push")}
+_all = {**SSH, "kubernetes_version": "1.31", "podinfra_pki_dir": PKI}
+_node = {
+    "local_registry": f"{REGISTRY}:5000",
+    "registry_ca": f"{PKI}/ca.crt",  # or "system" for a registry the nodes already trust
+    "airgap_probe": "registry.k8s.io:443",  # an upstream the nodes must not reach
+    "restart_batch": 2,  # containerd restarts 2 nodes at a time
+    "max_failed_nodes": 0,  # the first node whose containerd does not come back stops the rollout
+    # "sandbox_image_mode": "local",  # nodes told 10.20.0.5:5000/pause:TAG@sha256:... instead
 }
 
-registry = [
-    (
-        "registry-1",
-        {
-            **_common,
-            "ssh_hostname": "10.20.0.5",
-            "registry_port": 5000,
-            "registry_data_dir": "/var/lib/docker-registry",
-            "registry_tls": "podinfra",  # or "provided" with registry_tls_cert / registry_tls_key / registry_tls_ca
-            # "registry_users": {"pull": "...", "push": "..."},  # default: generated and kept in PKI/HOST/users.json
-            "pause_source": "registry.k8s.io",  # or a mirror of it that the control host reaches
-            "mirror_images": [],
-        },
-    ),
-]
-
-nodes = [
-    (
-        name,
-        {
-            **_common,
-            "ssh_hostname": address,
-            "local_registry": "10.20.0.5:5000",
-            "registry_ca": str(PKI / "ca.crt"),
-            "registry_pull_user": "pull",
-            **({"registry_pull_password": json.loads(USERS.read_text())["pull"]} if USERS.exists() else {}),
-            "sandbox_image_mode": "canonical",  # or "local": rewrite to 10.20.0.5:5000/pause:TAG@sha256:...
-            "mirrored_registries": ["registry.k8s.io"],
-            "restart_batch": 2,  # containerd restarts 2 nodes at a time
-            "airgap_probe": "registry.k8s.io:443",
-        },
-    )
-    for name, address in [("node-1", "10.20.0.11"), ("node-2", "10.20.0.12"), ("node-3", "10.20.0.13")]
+k8s_registry = [("mirror-1", {**_all, "ssh_hostname": REGISTRY, "registry_users": _users})]
+k8s_workers = [
+    (name, {**_all, **_node, "ssh_hostname": address, "registry_pull_password": _users["pull"]})
+    for name, address in WORKERS.items()
 ]

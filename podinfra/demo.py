@@ -70,8 +70,12 @@ def run(config: LabConfig, kubernetes_version: str) -> int:
     lifecycle.up(config)
     env = {**os.environ, "PODINFRA_LAB": config.name, "PODINFRA_KUBERNETES_VERSION": kubernetes_version}
     steps = [
-        ("registry", "local registry on node 'registry': TLS, auth (pyinfra inventories/lab.py deploys/registry.py)"),
-        ("mirror", f"pause for Kubernetes {kubernetes_version} from upstream into it (deploys/mirror.py)"),
+        (
+            "registry",
+            "local registry on node 'registry': nginx (TLS, users, read-only pulls) in front of docker-registry "
+            "(pyinfra inventories/lab.py deploys/registry.py)",
+        ),
+        ("mirror", f"pause for Kubernetes {kubernetes_version} and the check's probe into it (deploys/mirror.py)"),
         ("node", "containerd on every node takes its sandbox image from it (deploys/node.py)"),
     ]
     changes = {}
@@ -84,8 +88,8 @@ def run(config: LabConfig, kubernetes_version: str) -> int:
     say(table.render(("STEP", "CHANGES"), [(f"deploys/{name}.py", count) for name, count in changes.items()]))
     ssh = lifecycle.status(config.name)["ssh"]["config"]
     say(
-        f"\nInspect a node:   ssh -F {ssh} node1 containerd config dump | grep sandbox_image\n"
+        f"\nInspect a node:   ssh -F {ssh} node1 containerd config dump | grep -E 'sandbox(_image)? ='\n"
         f"Run again:        ./run demo   (a second run changes nothing)\n"
-        f"Tear down:        podinfra lab down"
+        f"Tear down:        {BIN / 'podinfra'} lab down" + (f" --name {config.name}" if config.name != "lab" else "")
     )
     return check.returncode

@@ -338,10 +338,19 @@ def fail(host: Host, key: str, fix: str, value: object = None, show: bool = Fals
     return DeployError(f"host {host.name}: host data {key}{shown}: {fix}")
 
 
+# Keys podinfra read once and no longer does, with what replaced them.
+REMOVED = {
+    "registry_insecure": "nodes always reach the local registry over HTTPS; for a registry whose certificate the "
+    'nodes already trust, set registry_ca: "system"',
+}
+
+
 def misspelt(host: Host, data: Iterable[str]) -> None:
-    """Refuse a key that is not podinfra's but nearly is one (``airgap_prob``): silently ignored, it
-    would turn a check off or a setting back to its default."""
+    """Refuse a key that is not podinfra's but nearly is one (``airgap_prob``), or no longer is one:
+    silently ignored, it would turn a check off or a setting back to its default."""
     for name in data:
+        if name in REMOVED:
+            raise fail(host, name, f"no longer read: {REMOVED[name]}")
         if name in KEYS or name.startswith(_PYINFRA_PREFIXES):
             continue
         close = difflib.get_close_matches(name, KEYS, n=1, cutoff=0.85)

@@ -91,6 +91,7 @@ def test_bad_node_data_names_the_key(ca, overrides, key):
         ({"restart_bacth": 2}, "did you mean restart_batch"),
         ({"local_registy": "10.0.0.2:5000"}, "did you mean local_registry"),
         ({"local_registry": None}, "host data local_registry: required: HOST\\[:PORT\\] of the registry"),
+        ({"registry_insecure": True}, 'registry_insecure: no longer read: .*registry_ca: "system"'),
     ],
 )
 def test_typos_and_numbers_name_the_fix(ca, overrides, message):
@@ -99,7 +100,7 @@ def test_typos_and_numbers_name_the_fix(ca, overrides, message):
 
 
 def test_keys_of_other_tools_and_of_pyinfra_are_left_alone(ca):
-    host = node(ca, ssh_port=2222, _sudo=True, team="platform", registry_insecure=True)
+    host = node(ca, ssh_port=2222, _sudo=True, team="platform", node_pool="blue")
     assert hostdata.node_settings(host).kubernetes_version == "1.31"  # type: ignore[arg-type]
 
 

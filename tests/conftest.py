@@ -6,6 +6,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,19 @@ def start_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
 @pytest.fixture
 def registry(start_registry: Callable[[], RegistryClient]) -> RegistryClient:
     return start_registry()
+
+
+@pytest.fixture(scope="session")
+def pause_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the lab's pause binaries are compiled, once a session."""
+    return tmp_path_factory.mktemp("pause")
+
+
+@pytest.fixture
+def upstream(start_registry: Callable[[], RegistryClient], pause_build: Path) -> RegistryClient:
+    """A registry holding the lab's pause images, as the lab's upstream does."""
+    from podinfra.lab import pause
+
+    client = start_registry()
+    pause.publish(client, pause_build)
+    return client

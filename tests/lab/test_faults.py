@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -195,35 +196,22 @@ def test_the_nodes_credential_cannot_push_and_pulls_still_work(baseline, ssh_con
     authorization = re.search(r'Authorization = "([^"]+)"', hosts)
     assert authorization, "the node's hosts.toml carries its pull credential"
     registry = baseline["registries"]["local"]["address"]
-    before = ssh(
-        ssh_config,
-        "node3",
-        f"curl -sS --cacert /etc/podinfra/registry-ca.crt -H 'Authorization: "
-        f"{authorization[1]}' -o /dev/null -D - https://{registry}/v2/pause/manifests/3.10 -H "
-        "'Accept: application/vnd.oci.image.index.v1+json'",
-    ).stdout
-    digest = re.search(r"(?i)docker-content-digest: (\S+)", before)
-    assert digest, before
+
+    def curl(path: str, *options: str) -> str:  # on the node, with the node's own credential
+        command = ["curl", "-sS", "--cacert", "/etc/podinfra/registry-ca.crt", "-o", "/dev/null"]
+        command += ["-H", f"Authorization: {authorization[1]}", *options, f"https://{registry}/v2/{path}"]
+        return ssh(ssh_config, "node3", shlex.join(command)).stdout
+
+    index = ("-D", "-", "-H", "Accept: application/vnd.oci.image.index.v1+json")
+    digest = re.search(r"(?i)docker-content-digest: (\S+)", curl("pause/manifests/3.10", *index))
+    assert digest
     for method, path in (
         ("POST", "pause/blobs/uploads/"),
         ("PUT", "pause/manifests/3.10"),
         ("DELETE", "pause/manifests/3.10"),
     ):
-        status = ssh(
-            ssh_config,
-            "node3",
-            f"curl -sS --cacert /etc/podinfra/registry-ca.crt -X {method} -H "
-            f"'Authorization: {authorization[1]}' -o /dev/null -w '%{{http_code}}' https://{registry}/v2/{path}",
-        ).stdout
-        assert status == "403", (method, status)
-    after = ssh(
-        ssh_config,
-        "node3",
-        f"curl -sS --cacert /etc/podinfra/registry-ca.crt -H 'Authorization: "
-        f"{authorization[1]}' -o /dev/null -D - https://{registry}/v2/pause/manifests/3.10 -H "
-        "'Accept: application/vnd.oci.image.index.v1+json'",
-    ).stdout
-    assert digest[1] in after, "the tag still names the same image"
+        assert curl(path, "-X", method, "-w", "%{http_code}") == "403", method
+    assert digest[1] in curl("pause/manifests/3.10", *index), "the tag still names the same image"
     ssh(ssh_config, "node3", "ctr -n k8s.io images rm registry.k8s.io/pause:3.10 >/dev/null")
     pulled = ssh(
         ssh_config,

@@ -11,20 +11,7 @@ from pathlib import Path
 import pytest
 
 from podinfra import cli
-from podinfra.lab import pause
 from podinfra.oci import digest_of
-
-
-@pytest.fixture(scope="module")
-def pause_build(tmp_path_factory):
-    return tmp_path_factory.mktemp("pause")
-
-
-@pytest.fixture
-def upstream(start_registry, pause_build):
-    client = start_registry()
-    pause.publish(client, pause_build)
-    return client
 
 
 def run(capsys, *argv: str) -> tuple[int, dict | str]:

@@ -8,23 +8,8 @@ import json
 import tarfile
 from pathlib import Path
 
-import pytest
-
 from podinfra import cli
-from podinfra.lab import pause
 from podinfra.mirror import RegistrySource
-
-
-@pytest.fixture(scope="module")
-def pause_build(tmp_path_factory):
-    return tmp_path_factory.mktemp("pause")
-
-
-@pytest.fixture
-def upstream(start_registry, pause_build):
-    client = start_registry()
-    pause.publish(client, pause_build)
-    return client
 
 
 def fails(capsys, *argv: str) -> str:

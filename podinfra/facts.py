@@ -9,8 +9,7 @@ daemon.changed_since_start()                      # ["/etc/containerd/config.tom
 
 from __future__ import annotations
 
-import shlex
-
+from pyinfra.api.command import QuoteString, StringCommand, make_formatted_string_command
 from pyinfra.api.facts import FactBase
 
 from podinfra.containerd import ctr, daemon
@@ -91,8 +90,8 @@ class ContainerImages(FactBase[set[str]]):
 class Installed(FactBase[bool]):
     """Whether `command` is on the node's PATH (``command -v``)."""
 
-    def command(self, command: str) -> str:
-        return f"command -v {shlex.quote(command)} >/dev/null && echo yes || echo no"
+    def command(self, command: str) -> StringCommand:
+        return make_formatted_string_command("command -v {0} >/dev/null && echo yes || echo no", QuoteString(command))
 
     def process(self, output: list[str]) -> bool:
         return output == ["yes"]
@@ -104,9 +103,13 @@ class HttpStatus(FactBase[str]):
     def requires_command(self, url: str, cacert: str = "") -> str:
         return "curl"
 
-    def command(self, url: str, cacert: str = "") -> str:
-        tls = f"--cacert {shlex.quote(cacert)} " if cacert else ""
-        return f"curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 {tls}{shlex.quote(url)} 2>/dev/null || true"
+    def command(self, url: str, cacert: str = "") -> StringCommand:
+        tls = ("--cacert", QuoteString(cacert)) if cacert else ()
+        # `|| true`: curl fails when nothing answers, and "000" is then the answer
+        return StringCommand(
+            "curl", "-sS", "-o", "/dev/null", "-w", "'%{http_code}'", "--max-time", "5", *tls, QuoteString(url),
+            "2>/dev/null", "||", "true",
+        )  # fmt: skip
 
     def process(self, output: list[str]) -> str:
         return "".join(output).strip()

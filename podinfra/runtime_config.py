@@ -146,9 +146,7 @@ def kubelet_flags(existing: str | None, kubernetes_version: str, sandbox_image: 
         if not match:
             continue
         found = True
-        value = match["value"]
-        quote = value[0] if len(value) >= 2 and value[0] in "\"'" and value[-1] == value[0] else ""
-        args = (value[1:-1] if quote else value).split()
+        quote, args = _kubelet_args(match["value"])
         new_args = _with_pause_flag(args, wanted)
         if new_args != args:
             quote = quote or '"'
@@ -158,6 +156,30 @@ def kubelet_flags(existing: str | None, kubernetes_version: str, sandbox_image: 
             lines[-1] += "\n"
         lines.append(f'KUBELET_KUBEADM_ARGS="{" ".join(_with_pause_flag([], wanted))}"\n')
     return "".join(lines)
+
+
+def kubelet_pause_flag(text: str | None) -> str | None:
+    """The value of ``--pod-infra-container-image`` in a kubeadm-flags.env, or None when absent.
+
+    >>> kubelet_pause_flag("KUBELET_KUBEADM_ARGS='--pod-infra-container-image x:1 --v=2'")
+    'x:1'
+    >>> kubelet_pause_flag(None) is None
+    True
+    """
+    for line in (text or "").splitlines():
+        match = _KUBELET_ARGS.match(line)
+        args = _kubelet_args(match["value"])[1] if match else []
+        for index, arg in enumerate(args):
+            name, equals, value = arg.lstrip("-").partition("=")
+            if arg.startswith("-") and name == _PAUSE_FLAG:
+                return value if equals else (args[index + 1] if index + 1 < len(args) else None)
+    return None
+
+
+def _kubelet_args(value: str) -> tuple[str, list[str]]:
+    """(its quote, the flags) of a KUBELET_KUBEADM_ARGS value, quoted or not."""
+    quote = value[0] if len(value) >= 2 and value[0] in "\"'" and value[-1] == value[0] else ""
+    return quote, (value[1:-1] if quote else value).split()
 
 
 # --- shared -----------------------------------------------------------------------------------------------

@@ -2,16 +2,14 @@
 
 No I/O here, so the unit tests feed them text:
 
->>> kubelet_pause_flag('KUBELET_KUBEADM_ARGS="--v=2 --pod-infra-container-image=registry.k8s.io/pause:3.10"')
-'registry.k8s.io/pause:3.10'
+>>> store_key("10.0.0.2:5000/pause:3.10@sha256:ab")
+'10.0.0.2:5000/pause@sha256:ab'
 >>> pin_verdict("1.6.20", "pinned", False)[0]
 'warn'
 """
 
 from __future__ import annotations
 
-import re
-import shlex
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,29 +19,8 @@ from urllib.parse import urlsplit
 from podinfra import versions
 from podinfra.containerd import ctr
 
-_KUBELET_ARGS = re.compile(r"^\s*(?:export\s+)?KUBELET_KUBEADM_ARGS=(?P<value>.*)$", re.MULTILINE)
-_PAUSE_FLAG = "--pod-infra-container-image"
 # containerd's default capabilities for a host that does not list any (docs/hosts.md).
 DEFAULT_CAPABILITIES = ("pull", "resolve", "push")
-
-
-def kubelet_pause_flag(text: str | None) -> str | None:
-    """The value of ``--pod-infra-container-image`` in a kubeadm-flags.env, or None when absent.
-
-    >>> kubelet_pause_flag("KUBELET_KUBEADM_ARGS='--pod-infra-container-image x:1 --v=2'")
-    'x:1'
-    >>> kubelet_pause_flag(None) is None
-    True
-    """
-    for match in _KUBELET_ARGS.finditer(text or ""):
-        args = shlex.split(match["value"])
-        args = args[0].split() if len(args) == 1 else args  # the usual form is one quoted string
-        for index, arg in enumerate(args):
-            if arg.startswith(f"{_PAUSE_FLAG}="):
-                return arg.split("=", 1)[1]
-            if arg == _PAUSE_FLAG and index + 1 < len(args):
-                return args[index + 1]
-    return None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from podinfra.containerd.shape import runtime_shape
 from podinfra.cri import CRIError, Runtime
 from podinfra.hostdata import NODE_CA
 from podinfra.oci import ALL_MANIFEST_TYPES
+from podinfra.runtime_config import kubelet_pause_flag
 from podinfra.suite import probes, readers
 from podinfra.suite.node import CRI, Node, done, require
 from podinfra.tomlpath import dotted, lookup
@@ -165,7 +166,7 @@ def test_kubelet_flag_agrees_with_the_runtime(node: Node, record: CheckResult) -
     if text is None and not node.has_kubelet:
         record.info(f"no kubelet on this node and no {path}: nothing to check")
         return
-    flag = readers.kubelet_pause_flag(text)
+    flag = kubelet_pause_flag(text)
     record.actual = (
         f"{path} is missing"
         if text is None

@@ -54,10 +54,11 @@ def test_image_facts():
 
 
 def test_installed_and_http_status_quote_what_they_are_given():
-    assert facts.Installed().command(command="kube let") == "command -v 'kube let' >/dev/null && echo yes || echo no"
+    installed = facts.Installed().command(command="kube let").get_raw_value()
+    assert installed == "command -v 'kube let' >/dev/null && echo yes || echo no"
     assert facts.Installed().process(["yes"]) and not facts.Installed().process(["no"])
-    command = facts.HttpStatus().command(url="https://r:5000/v2/", cacert="/etc/a b.crt")
-    assert "--cacert '/etc/a b.crt'" in command and "https://r:5000/v2/" in command
+    command = facts.HttpStatus().command(url="https://r:5000/v2/", cacert="/etc/a b.crt").get_raw_value()
+    assert "--cacert '/etc/a b.crt'" in command and "https://r:5000/v2/ 2>/dev/null || true" in command
     assert facts.HttpStatus().process(["401"]) == "401"
 
 
@@ -281,3 +282,42 @@ def test_a_host_is_stopped_by_failures_in_earlier_batches_only():
     assert rollout.stopped(state, inventory.get_host(first[1])) == 0  # a peer of its own batch: not stopped
     assert rollout.stopped(state, inventory.get_host(second[0])) == 1
     assert Rollout(allowed=1, batch=2).stopped(state, inventory.get_host(second[0])) == 0
+
+
+def test_failed_fails_the_host_with_its_one_line(caplog):
+    fake = FakeHost({})
+    assert commands(operations.failed, fake, reason="config.toml is version 5") == ["function _fail"]
+    with on(fake):
+        assert operations._fail(None, fake, "config.toml is version 5") is False  # type: ignore[arg-type]
+    assert "[node1] config.toml is version 5" in caplog.text
+
+
+def test_an_image_the_registry_holds_is_not_copied_again_and_a_missing_one_is(upstream, registry):
+    from podinfra.hostdata import MirrorSettings
+    from podinfra.reference import parse
+
+    mirror = MirrorSettings((), upstream.host, True, None, "")
+    pause = parse("registry.k8s.io/pause:3.10")
+    fake = FakeHost({})
+    assert commands(operations.image_mirrored, fake, image=pause, mirror=mirror, dest=registry) == ["function _copy"]
+    with on(fake):
+        source = operations.registry_source(pause, upstream.host, True)
+        assert operations._copy(None, fake, source, pause, registry, "pause")  # type: ignore[arg-type]
+    assert commands(operations.image_mirrored, fake, image=pause, mirror=mirror, dest=registry) == []
+    assert fake.noops[-1].endswith(f"pause:3.10 already is {registry.manifest_digest('pause', '3.10')}")
+    absent = parse("registry.k8s.io/pause:0.0")
+    assert commands(operations.image_mirrored, fake, image=absent, mirror=mirror, dest=registry) == ["function _fail"]
+
+
+def test_the_probe_image_is_pushed_once(registry):
+    from podinfra.hostdata import MirrorSettings
+    from podinfra.probe_image import build
+
+    image, fake = build(), FakeHost({})
+    mirror = MirrorSettings((), "registry.k8s.io", False, None, "")
+    assert commands(operations.probe_image_pushed, fake, image=image, mirror=mirror, dest=registry) == [
+        "function _push_probe"
+    ]
+    with on(fake):
+        assert operations._push_probe(None, fake, image, registry, "podinfra/probe")  # type: ignore[arg-type]
+    assert commands(operations.probe_image_pushed, fake, image=image, mirror=mirror, dest=registry) == []

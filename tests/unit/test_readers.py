@@ -6,6 +6,7 @@ import pytest
 
 from podinfra.containerd import ctr, daemon
 from podinfra.containerd.shape import runtime_shape
+from podinfra.runtime_config import kubelet_pause_flag
 from podinfra.suite import readers
 
 HOSTS = """
@@ -91,7 +92,7 @@ def test_pin_verdict_follows_the_releases_that_honour_pins(version, label, cri_p
     ],
 )
 def test_kubelet_flag_forms(text: str, flag: str | None):
-    assert readers.kubelet_pause_flag(text) == flag
+    assert kubelet_pause_flag(text) == flag
 
 
 def test_ctr_listing_gives_digest_labels_and_old_pauses():

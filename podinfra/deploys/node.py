@@ -1,6 +1,8 @@
 """A node starts its pod sandboxes from the local registry's pause image.
 
-On the node, by its runtime (read as a fact):
+First, from the control host: the local registry must serve the node's pause tag to the node's
+credentials, verified with its CA (preflight); otherwise the node fails, untouched. Then on the
+node, by its runtime (read as a fact):
 
 - containerd: ``hosts.toml`` under ``containerd_certs_dir`` for each mirrored registry and for the
   local registry itself (``server`` is the local registry: no fallback to the public one), the
@@ -14,9 +16,11 @@ On the node, by its runtime (read as a fact):
   remaining nodes keep their previous config unrestarted.
 - CRI-O: a ``crio.conf.d`` drop-in (``pause_image``, ``pinned_images``) and a
   ``registries.conf.d`` mirror entry; crio restarts when they change.
-- the pause image pre-pulled into ``k8s.io`` and labelled pinned, so image GC keeps it;
-- the kubelet flags file: ``--pod-infra-container-image`` equal to the sandbox image below
-  Kubernetes 1.35, absent from 1.35 on.
+- the pause image pre-pulled into ``k8s.io`` and labelled pinned, so image GC keeps it; an older
+  pause no container uses any more unpinned (``old_pause``);
+- where a kubelet is installed (or ``kubelet_flags_create``), its flags file:
+  ``--pod-infra-container-image`` equal to the sandbox image below Kubernetes 1.35, absent from
+  1.35 on; the kubelet restarts, in batches, when they changed.
 
 A node whose runtime or config podinfra cannot handle fails alone, named, with one line.
 """

@@ -62,6 +62,9 @@ def render(reports: Sequence[NodeReport]) -> str:
             lines.append(f"  remediation: {failed[0].remediation}")
             continue
         for r in shown:
+            if r.status == "info":  # worth knowing, nothing to fix: one line
+                lines += ["", f"INFO {report.node} {r.id} {r.name}: {r.actual}"]
+                continue
             lines += [
                 "",
                 f"{r.status.upper()} {report.node} {r.id} {r.name}: {r.description}",

@@ -48,6 +48,7 @@ def test_terminal_report_is_a_table_then_what_is_not_a_pass_with_its_remediation
     assert "expected:    want 3" in failure and "actual:      got 3" in failure
     assert f"remediation: {checks.catalogue('3').remediation}" in failure
     assert text.count("\nFAIL ") == 1 and text.count("\nWARN ") == 3 and text.count("\nINFO ") == 1
+    assert "\nINFO node2 9 running: got 9\n" in text, "INFO is one line: nothing to fix"
     assert "NOTE node2: removed 1 probe sandbox(es) left by an interrupted run" in text
     assert lines[-1] == "2 nodes: 1 passed, 1 failed (checks: 13 pass, 1 fail, 3 warn, 1 info)"
     assert report.render(REPORTS[:1]).splitlines()[-1].startswith("1 node: 1 passed")

@@ -208,7 +208,7 @@ def markdown(results: Results) -> str:
         f"Written by `{meta['command']}` on {meta['date']}. Machine: {meta['machine']}. "
         f"Each figure: median of {meta['runs']} run(s), (min-max) after it; the two tools ran in alternation "
         "(A B A B), so the machine's noise falls on both. The machine is shared with other engineers' labs: "
-        f"load average at the start {meta['load']}; labs up at the start: {', '.join(meta['labs'])}.",
+        f"load average at the start {meta['load']}; labs on it then, this run's included: {', '.join(meta['labs'])}.",
         f"Versions: {meta['versions']}.",
         "## Targets",
         "\n".join(targets(results)),
@@ -447,8 +447,8 @@ def check_notes(results: Results) -> list[str]:
     lines = [
         f"Measured by `{meta['command']}` on {meta['date']} ({meta['seconds']} s), {meta['runs']} run(s) per figure, "
         f"sizes and tools in alternation; load average at the start {meta['load']}. Versions: {meta['versions']}. "
-        "The nodes were configured by deploys/node.py first (deploys/mirror.py put check 8's probe image into the "
-        "local registry when the lab came up).",
+        "The nodes were configured by deploys/node.py first (deploys/mirror.py had put check 8's probe image into "
+        "the local registry before the phases).",
         "podinfra: `podinfra check inventories/lab.py --limit nodeK... --json FILE`. pytest: `pytest -p "
         "podinfra.suite.plugin -p xdist_nodes --pyargs podinfra.suite --hosts=ssh://node1,... --ssh-config=LAB_SSH "
         "--podinfra-inventory=inventories/lab.py -n N --dist loadgroup -q --junitxml FILE` (N = the nodes; "

@@ -5,9 +5,10 @@ podinfra.suite.plugin marks each item `xdist_group(NODE)` for this, but here the
 xdist's worker reads them in its own pytest_collection_modifyitems, which runs before the plugin's (it is
 registered later, and is called first); and on pytest 9.2 xdist 3.8 passes the group as a suffix written into
 the item's `_nodeid`, which the node id no longer reads (pytest-dev/pytest-xdist#1386). The checks of one node
-then run in several workers at once, and a worker connecting to a node removes the probe sandbox another
-worker is using there as an interrupted run's leftover (check 8 failed with NOT_FOUND in 1 run of 3 at 3 nodes
-here). This scheduler gives xdist the grouping the marks mean; drop it once the plugin's own grouping works.
+then run in several workers at once, out of order, and a worker connecting to a node can remove the probe
+sandbox another worker is using there as an interrupted run's leftover (3 of 7 such runs at 3 nodes had a
+failing check here). This scheduler gives xdist the grouping the marks mean; drop it once the plugin's own
+grouping works.
 """
 
 from __future__ import annotations

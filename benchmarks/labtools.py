@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from podinfra.lab import image
-from podinfra.lab.state import LabError, LabState, NodeState, pid_alive
+from podinfra.lab.state import STATE_ROOT, LabError, LabState, NodeState, pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -27,10 +29,8 @@ def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def run(
-    cmd: list[str], env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, input=stdin, cwd=REPO)
+def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
 
 
 def must(result: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
@@ -90,9 +90,13 @@ class Lab:
         process.stdin.close()
         return process
 
-    def on_all(self, names: list[str], script: str) -> dict[str, str]:
-        """`script` on every node at once; their outputs, or an error naming the nodes that failed."""
-        processes = {name: self.ssh(name, script) for name in names}
+    def line(self, node: str) -> str:
+        """The node's containerd line (1.6, 1.7, 2.1)."""
+        return self.state.node(node).containerd
+
+    def on_all(self, scripts: dict[str, str]) -> dict[str, str]:
+        """Each node's script, all at once; their outputs, or an error naming the nodes that failed."""
+        processes = {name: self.ssh(name, script) for name, script in scripts.items()}
         outputs, failed = {}, []
         for name, process in processes.items():
             assert process.stdout is not None and process.stderr is not None
@@ -105,20 +109,24 @@ class Lab:
         return outputs
 
 
-def ensure_lab(name: str, nodes: int, subnet: str, upstream_port: int) -> Lab:
-    """The lab `name` with at least `nodes` nodes, up and with its registry holding the pause image."""
+def ensure_lab(name: str, nodes: int, subnet: str, upstream_port: int, containerd: str) -> Lab:
+    """The lab `name` with at least `nodes` nodes on the containerd lines `containerd` ("1.6", or "1.6,2.1"
+    given in turn), up and with its registry holding the pause image."""
     try:
         state: LabState | None = LabState.load(name)
     except LabError:
         state = None
     brought_up, before, after = False, None, None
+    down = f"`podinfra lab down --name {name}`"
     if state is not None and state.config.nodes < nodes:
-        raise LabError(f"lab {name} has {state.config.nodes} nodes, {nodes} wanted: `podinfra lab down --name {name}`")
+        raise LabError(f"lab {name} has {state.config.nodes} nodes, {nodes} wanted: {down}")
+    if state is not None and ",".join(state.config.containerd) != containerd:
+        raise LabError(f"lab {name} runs containerd {','.join(state.config.containerd)}, {containerd} wanted: {down}")
     try:
         if state is None or not all(pid_alive(n.pid, str(state.config.root)) for n in state.nodes):
-            progress(f"lab up: {name}, {nodes} nodes on {subnet}")
+            progress(f"lab up: {name}, {nodes} nodes of containerd {containerd} on {subnet}")
             before = mem_available_kib()
-            args = ["lab", "up", "--name", name, "--nodes", str(nodes), "--subnet", subnet]
+            args = ["lab", "up", "--name", name, "--nodes", str(nodes), "--subnet", subnet, "--containerd", containerd]
             brought_up = state is None
             must(run([PODINFRA, *args, "--upstream-port", str(upstream_port)]), "podinfra lab up")
             state = LabState.load(name)
@@ -135,6 +143,22 @@ def ensure_lab(name: str, nodes: int, subnet: str, upstream_port: int) -> Lab:
     return lab
 
 
+@contextlib.contextmanager
+def session(name: str, nodes: int, subnet: str, upstream_port: int, containerd: str, keep: bool) -> Iterator[Lab]:
+    """`ensure_lab` for the block; a lab it brought up is brought down after it (unless `keep`)."""
+    lab = ensure_lab(name, nodes, subnet, upstream_port, containerd)
+    try:
+        yield lab
+    finally:
+        if lab.brought_up and not keep:
+            lab_down(lab.name)
+
+
+def labs_up() -> list[str]:
+    """Every lab on this machine now (this run's and other engineers'): they share its cores."""
+    return sorted(path.parent.name for path in STATE_ROOT.glob("*/state.json"))
+
+
 def lab_down(name: str) -> None:
     progress(f"lab down: {name}")
     must(run([PODINFRA, "lab", "down", "--name", name]), "podinfra lab down")
@@ -142,11 +166,13 @@ def lab_down(name: str) -> None:
 
 # --- cold state ------------------------------------------------------------------------------------------
 
+# As `podinfra lab reset`, but on the chosen nodes only, all at once, and with image content removed at once
+# (--sync), so that the cold run's pull really fetches.
 RESET = """\
 set -e
 cat > /etc/containerd/config.toml <<'PODINFRA_BENCH_EOF'
 {config}PODINFRA_BENCH_EOF
-rm -f /etc/containerd/config.toml.podinfra-backup /etc/containerd/config.toml.podinfra-new
+rm -f /etc/containerd/config.toml.podinfra-*
 rm -rf /etc/containerd/certs.d /etc/podinfra
 rm -f /var/lib/kubelet/kubeadm-flags.env
 rmdir --ignore-fail-on-non-empty /var/lib/kubelet 2>/dev/null || true
@@ -158,15 +184,10 @@ exit 1
 """
 
 
-def original_config() -> str:
-    """The lab's own /etc/containerd/config.toml, as every node boots with it (the shared base tree)."""
-    return (image.base_path() / "etc/containerd/config.toml").read_text()
-
-
 def reset(lab: Lab, names: list[str]) -> None:
-    """Nodes back to lab-fresh: the lab's config.toml, no certs.d, CA or kubelet flags, no images, containerd
-    restarted and answering."""
-    lab.on_all(names, RESET.format(config=original_config()))
+    """Nodes back to lab-fresh: each its own line's stock config.toml, no certs.d, CA or kubelet flags, no
+    images, containerd restarted and answering."""
+    lab.on_all({name: RESET.format(config=image.config_file(lab.line(name)).decode()) for name in names})
 
 
 # --- end state --------------------------------------------------------------------------------------------
@@ -175,7 +196,8 @@ SNAPSHOT = f"""\
 echo "== dump"; containerd config dump
 for f in /etc/containerd/certs.d/*/hosts.toml; do echo "== hosts $f $(stat -c '%a %U:%G' "$f")"; cat "$f"; done
 f=/etc/podinfra/registry-ca.crt; echo "== ca $(stat -c '%a %U:%G' $f)"; sha256sum < $f
-f=/var/lib/kubelet/kubeadm-flags.env; echo "== flags $(stat -c '%a %U:%G' $f)"; cat $f
+f=/var/lib/kubelet/kubeadm-flags.env
+if [ -e $f ]; then echo "== flags $(stat -c '%a %U:%G' $f)"; cat $f; else echo "== flags: none"; fi
 f=/etc/containerd/config.toml; echo "== config $(stat -c '%a %U:%G' $f)"
 echo "== image"; ctr -n k8s.io images ls name=={SANDBOX_IMAGE} | tail -n +2
 """
@@ -185,7 +207,7 @@ def end_state(lab: Lab, names: list[str]) -> dict[str, dict[str, str]]:
     """Per node, what the runtime ends up with: containerd's effective config, each hosts.toml (parsed,
     so comments do not count), CA, kubelet flags, file modes, the pause image record with its labels."""
     states = {}
-    for name, output in lab.on_all(names, SNAPSHOT).items():
+    for name, output in lab.on_all(dict.fromkeys(names, SNAPSHOT)).items():
         sections: dict[str, str] = {}
         key = ""
         for line in output.splitlines(keepends=True):

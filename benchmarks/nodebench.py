@@ -34,12 +34,13 @@ class Outcome:
 
 def ansible_inventory(lab: Lab, workdir: Path) -> Path:
     """An Ansible inventory of the lab's nodes: SSH through the lab's ssh_config (its key, its pinned
-    known_hosts), and the same settings the pyinfra inventory gives deploys/node.py."""
+    known_hosts), the same settings the pyinfra inventory gives deploys/node.py, and each node's containerd
+    line, which picks its config.toml's shape (as Kubespray's `containerd_version` does)."""
     users = json.loads((lab.pki / lab.registry.name / "users.json").read_text())
     registry = f"{lab.registry.address}:5000"
     inventory = {
         "nodes": {
-            "hosts": {n.name: {"ansible_host": n.name} for n in lab.nodes},
+            "hosts": {n.name: {"ansible_host": n.name, "containerd_line": n.containerd} for n in lab.nodes},
             "vars": {
                 "ansible_user": "root",
                 "ansible_ssh_common_args": f"-F {lab.state.ssh_config}",

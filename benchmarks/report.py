@@ -22,10 +22,10 @@ def cell(values: list[float], unit: str = "s") -> str:
     return f"{median:.2f} {unit} ({low:.2f}-{high:.2f})"
 
 
-def ratio(ours: list[float], theirs: list[float]) -> str:
-    """podinfra / other, by medians, with the speed-up it means."""
+def ratio(ours: list[float], theirs: list[float], words: tuple[str, str] = ("faster", "slower")) -> str:
+    """podinfra / other, by medians, with the speed-up it means (or, for CPU, ("less", "more"))."""
     a, b = statistics.median(ours), statistics.median(theirs)
-    return f"{a / b:.2f} ({b / a:.1f}x faster)" if a <= b else f"{a / b:.2f} ({a / b:.1f}x slower)"
+    return f"{a / b:.2f} ({b / a:.1f}x {words[0]})" if a <= b else f"{a / b:.2f} ({a / b:.1f}x {words[1]})"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -33,9 +33,9 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
 
-def node_table(results: Results) -> str:
+def node_table(nodes: Results) -> str:
     rows = []
-    for size, tools in results["nodes"].items():
+    for size, tools in nodes.items():
         p, a = tools["podinfra"], tools["ansible"]
         rows.append(
             [
@@ -85,21 +85,45 @@ def mirror_table(results: Results) -> str:
     return table(header, rows)
 
 
+CHECK_LABELS = {"podinfra": "podinfra check", "xdist": "pytest -n N"}
+CPU_WORDS = ("less", "more")
+
+
+def nodes_cpu(data: Results) -> list[float]:
+    """The rest of the machine's CPU over each run: the nodes' own work."""
+    return [m - c for m, c in zip(data["machine_cpu"], data["control_cpu"], strict=True)]
+
+
+def per_added_node(check: Results, tool: str) -> float | None:
+    """Control-host CPU per added node: (median CPU at 10 nodes - median at 1) / 9."""
+    sizes = check[tool]
+    if not {"1", "10"} <= set(sizes):
+        return None
+    return (statistics.median(sizes["10"]["control_cpu"]) - statistics.median(sizes["1"]["control_cpu"])) / 9
+
+
 def check_table(results: Results) -> str:
     check = results["check"]
     if not check["available"]:
         return f"Not available: {check['note']}"
     rows = []
-    for size, data in check["sizes"].items():
-        row = [size, cell(data["seconds"])]
-        if data.get("control_cpu"):
-            nodes = [m - c for m, c in zip(data["machine_cpu"], data["control_cpu"], strict=True)]
-            row += [cell(data["control_cpu"]), cell(nodes)]
-        rows.append([*row, data["outcome"]])
-    header = ["nodes", "podinfra check (wall)", "CPU of podinfra check", "CPU of the rest (the nodes)"]
-    if not any(data.get("control_cpu") for data in check["sizes"].values()):
-        header = header[:2]
-    return table([*header, "outcome (last run)"], rows)
+    for size in check["podinfra"]:
+        p, x = check["podinfra"][size], check["xdist"][size]
+        rows.append(
+            [size, cell(p["seconds"]), cell(x["seconds"]), ratio(p["seconds"], x["seconds"]), cell(p["control_cpu"]),
+             cell(x["control_cpu"]), ratio(p["control_cpu"], x["control_cpu"], CPU_WORDS), cell(nodes_cpu(p)),
+             cell(nodes_cpu(x)),
+             f"{p['outcome']} / {x['outcome']}"]
+        )  # fmt: skip
+    added = {tool: per_added_node(check, tool) for tool in CHECK_LABELS}
+    if all(value is not None for value in added.values()):
+        p, x = added["podinfra"], added["xdist"]
+        rows.append(["CPU per added node (10 vs 1)", "", "", "", f"{p:.2f} s", f"{x:.2f} s",
+                     ratio([p], [x], CPU_WORDS), "", "", ""])  # fmt: skip
+    header = ["nodes", "podinfra check (wall)", "pytest -n N (wall)", "ratio wall", "CPU of podinfra check",
+              "CPU of pytest -n N", "ratio CPU", "CPU of the nodes, podinfra check runs",
+              "CPU of the nodes, pytest -n N runs", "outcome, last run (podinfra check / pytest -n N)"]  # fmt: skip
+    return table(header, rows)
 
 
 def scale_table(results: Results) -> str:
@@ -128,18 +152,25 @@ def scale_table(results: Results) -> str:
     return table(["what", "measured"], rows)
 
 
+RERUN_TARGET = 3  # podinfra's no-change re-run at 10 nodes at least this many times faster than Ansible's
+CHECK_CPU_TARGET = 0.25  # seconds of podinfra check's control-host CPU per added node, at most (issue 16)
+
+
+def rerun_target(nodes: Results, fleet: str) -> str:
+    if "10" not in nodes:
+        return f"- re-run at 10 nodes{fleet}: not measured in this run (no 10-node row)"
+    p, a = nodes["10"]["podinfra"]["rerun"], nodes["10"]["ansible"]["rerun"]
+    speedup = statistics.median(a) / statistics.median(p)
+    return (
+        f"- podinfra >= {RERUN_TARGET}x faster than Ansible on the no-change re-run at 10 nodes{fleet}: "
+        f"**{verdict(speedup >= RERUN_TARGET)}** ({speedup:.1f}x)"
+    )
+
+
 def targets(results: Results) -> list[str]:
-    lines = []
-    nodes = results["nodes"]
-    if "10" in nodes:
-        p, a = nodes["10"]["podinfra"]["rerun"], nodes["10"]["ansible"]["rerun"]
-        speedup = statistics.median(a) / statistics.median(p)
-        lines.append(
-            f"- podinfra >= 3x faster than Ansible on the no-change re-run at 10 nodes: **{verdict(speedup >= 3)}** "
-            f"({speedup:.1f}x)"
-        )
-    else:
-        lines.append("- re-run at 10 nodes: not measured in this run (no 10-node row)")
+    lines = [rerun_target(results["nodes"], "")]
+    if "fleet21" in results:
+        lines.append(rerun_target(results["fleet21"]["nodes"], ", containerd 2.1 fleet"))
     p, s = results["mirror"]["podinfra"], results["mirror"]["skopeo"]
     cold = statistics.median(p["cold"]) / statistics.median(s["cold"])
     recopy = statistics.median(s["recopy"]) / statistics.median(p["recopy"])
@@ -150,13 +181,19 @@ def targets(results: Results) -> list[str]:
     if "mirror_large" in results:
         lines += large_targets(results["mirror_large"])
     check = results["check"]
-    if check["available"] and "1" in check["sizes"] and "10" in check["sizes"]:
-        one, ten = (statistics.median(check["sizes"][k]["seconds"]) for k in ("1", "10"))
-        lines.append(
-            f"- `podinfra check` on 10 nodes within 2x of 1 node: **{verdict(ten <= 2 * one)}** ({ten / one:.2f}x)"
-        )
-    else:
-        lines.append("- `podinfra check` on 10 nodes within 2x of 1 node: not measured in this run")
+    added = per_added_node(check, "podinfra") if check["available"] else None
+    if added is None:
+        lines.append("- `podinfra check`: not measured in this run (1 and 10 nodes needed)")
+        return lines
+    one, ten = (statistics.median(check["podinfra"][k]["seconds"]) for k in ("1", "10"))
+    lines.append(
+        f"- `podinfra check` on 10 nodes within 2x of 1 node: **{verdict(ten <= 2 * one)}** ({ten / one:.2f}x)"
+    )
+    xdist = per_added_node(check, "xdist")
+    lines.append(
+        f"- `podinfra check`'s control-host CPU per added node at most {CHECK_CPU_TARGET} s: "
+        f"**{verdict(added <= CHECK_CPU_TARGET)}** ({added:.2f} s; the same suite under pytest-xdist: {xdist:.2f} s)"
+    )
     return lines
 
 
@@ -171,18 +208,20 @@ def markdown(results: Results) -> str:
         f"Written by `{meta['command']}` on {meta['date']}. Machine: {meta['machine']}. "
         f"Each figure: median of {meta['runs']} run(s), (min-max) after it; the two tools ran in alternation "
         "(A B A B), so the machine's noise falls on both. The machine is shared with other engineers' labs: "
-        f"load average at the start {meta['load']}.",
+        f"load average at the start {meta['load']}; labs on it then, this run's included: {', '.join(meta['labs'])}.",
         f"Versions: {meta['versions']}.",
         "## Targets",
         "\n".join(targets(results)),
-        "## Node configuration: `deploys/node.py` (pyinfra) and `benchmarks/ansible/node.yml` (ansible-core)",
-        node_table(results),
+        "## Node configuration: `deploys/node.py` (pyinfra) and `benchmarks/ansible/node.yml` (ansible-core), "
+        f"containerd {meta['containerd']} fleet",
+        node_table(results["nodes"]),
         "\n".join(f"- {line}" for line in node_notes(results)),
+        *(fleet21_parts(results["fleet21"]) if "fleet21" in results else []),
         "## Mirror: pause for Kubernetes " + ", ".join(meta["minors"]) + f" ({', '.join(meta['tags'])}), all platforms",
         mirror_table(results),
         "\n".join(f"- {line}" for line in mirror_notes(results)),
         *(large_parts(results["mirror_large"]) if "mirror_large" in results else []),
-        "## `podinfra check`",
+        "## `podinfra check` and the same suite under pytest-xdist",
         check_table(results),
         "\n".join(f"- {line}" for line in check_notes(results)),
         "## Lab scale",
@@ -200,6 +239,9 @@ def spread(samples: list[list[float]]) -> tuple[list[float], list[list[float]]]:
     return medians, [below, above]
 
 
+COLOURS = {"podinfra": "tab:blue", "ansible": "tab:orange", "skopeo": "tab:green", "xdist": "tab:red"}
+
+
 def plot(results: Results, path: Path) -> None:
     import matplotlib
 
@@ -207,19 +249,55 @@ def plot(results: Results, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     large = results.get("mirror_large")
-    fig, axes = plt.subplots(3 if large else 2, 2, figsize=(11, 12 if large else 8))
-    colours = {"podinfra": "tab:blue", "ansible": "tab:orange", "skopeo": "tab:green"}
-    sizes = [int(size) for size in results["nodes"]]
-    for ax, phase, title in ((axes[0][0], "cold", "cold apply"), (axes[0][1], "rerun", "no-change re-run")):
+    fig, axes = plt.subplots(4 if large else 3, 2, figsize=(11, 16 if large else 12))
+    nodes_lines(results["nodes"], axes[0], results["meta"]["containerd"])
+    if "fleet21" in results:
+        fleet21_bars(results["fleet21"]["nodes"], axes[1][0])
+    else:
+        blank(axes[1][0], "containerd 2.1 fleet: not measured")
+    mirror_bars(results["mirror"], axes[1][1])
+    if results["check"]["available"]:
+        check_lines(results["check"], axes[2][0], axes[2][1])
+    else:
+        blank(axes[2][0], "podinfra check: not measured")
+        axes[2][1].axis("off")
+    if large:
+        plot_large(large, axes[3][0], axes[3][1])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def blank(ax: Any, text: str) -> None:
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+
+
+def nodes_lines(nodes: Results, axes: Any, containerd: str) -> None:
+    sizes = [int(size) for size in nodes]
+    for ax, phase, title in ((axes[0], "cold", "cold apply"), (axes[1], "rerun", "no-change re-run")):
         for tool, label in (("podinfra", "podinfra (pyinfra)"), ("ansible", "Ansible")):
-            medians, errors = spread([results["nodes"][str(s)][tool][phase] for s in sizes])
-            ax.errorbar(sizes, medians, yerr=errors, marker="o", capsize=3, label=label, color=colours[tool])
-        ax.set(title=f"Node configuration: {title}", xlabel="nodes", ylabel="wall time (s)", xticks=sizes)
+            medians, errors = spread([nodes[str(s)][tool][phase] for s in sizes])
+            ax.errorbar(sizes, medians, yerr=errors, marker="o", capsize=3, label=label, color=COLOURS[tool])
+        ax.set(title=f"Node configuration ({containerd} fleet): {title}", xlabel="nodes", ylabel="wall time (s)")
+        ax.set_xticks(sizes)
         ax.set_ylim(bottom=0)
         ax.legend()
-    ax = axes[1][0]
-    mirror = results["mirror"]
-    bars = [("podinfra", "podinfra mirror", colours["podinfra"]), ("skopeo", "skopeo sync", colours["skopeo"])]
+
+
+def fleet21_bars(nodes: Results, ax: Any) -> None:
+    size = max(nodes, key=int)
+    for i, (tool, label) in enumerate((("podinfra", "podinfra (pyinfra)"), ("ansible", "Ansible"))):
+        offset = (i - 0.5) * 0.4
+        medians, errors = spread([nodes[size][tool]["cold"], nodes[size][tool]["rerun"]])
+        ax.bar([offset, 1 + offset], medians, width=0.4, yerr=errors, capsize=3, label=label, color=COLOURS[tool])
+    ax.set(title=f"Node configuration (2.1 fleet), {size} node(s)", ylabel="wall time (s)", xticks=[0, 1])
+    ax.set_xticklabels(["cold apply", "no-change re-run"])
+    ax.legend()
+
+
+def mirror_bars(mirror: Results, ax: Any) -> None:
+    bars = [("podinfra", "podinfra mirror", COLOURS["podinfra"]), ("skopeo", "skopeo sync", COLOURS["skopeo"])]
     if mirror.get("in_process", {}).get("cold"):
         bars.insert(1, ("in_process", "podinfra, in-process", "lightsteelblue"))
     width = 0.8 / len(bars)
@@ -230,58 +308,54 @@ def plot(results: Results, path: Path) -> None:
     ax.set(title="Mirror: pause set, all platforms", ylabel="wall time (s)", xticks=[0, 1])
     ax.set_xticklabels(["cold copy", "re-copy"])
     ax.legend()
-    ax = axes[1][1]
-    check = results["check"]
-    if check["available"] and check["sizes"]:
-        check_sizes = [int(size) for size in check["sizes"]]
-        series = [("seconds", "wall time", colours["podinfra"])]
-        if all(check["sizes"][str(s)].get("control_cpu") for s in check_sizes):
-            for data in check["sizes"].values():
-                data["nodes_cpu"] = [m - c for m, c in zip(data["machine_cpu"], data["control_cpu"], strict=True)]
-            series += [
-                ("control_cpu", "CPU of podinfra check", "tab:purple"),
-                ("nodes_cpu", "CPU of the nodes", "grey"),
-            ]
-        for key, label, colour in series:
-            medians, errors = spread([check["sizes"][str(s)][key] for s in check_sizes])
-            ax.errorbar(check_sizes, medians, yerr=errors, marker="o", capsize=3, label=label, color=colour)
-        ax.set(title="podinfra check (2 cores for the tool and the nodes)", xlabel="nodes", ylabel="seconds")
-        ax.set_xticks(check_sizes)
+
+
+def check_lines(check: Results, wall: Any, cpu: Any) -> None:
+    sizes = [int(size) for size in check["podinfra"]]
+    for ax, key, title in ((wall, "seconds", "wall time"), (cpu, "control_cpu", "control-host CPU")):
+        for tool, label in CHECK_LABELS.items():
+            medians, errors = spread([check[tool][str(s)][key] for s in sizes])
+            ax.errorbar(sizes, medians, yerr=errors, marker="o", capsize=3, label=label, color=COLOURS[tool])
+        ax.set(title=f"Checking nodes: {title}", xlabel="nodes", ylabel="seconds", xticks=sizes)
         ax.set_ylim(bottom=0)
-        ax.legend()
-    else:
-        ax.axis("off")
-        ax.text(0.5, 0.5, "podinfra check: not available", ha="center", va="center")
-    if large:
-        plot_large(large, axes[2][0], axes[2][1])
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    one = statistics.median(check["podinfra"][str(sizes[0])]["control_cpu"])
+    target = [one + CHECK_CPU_TARGET * (s - sizes[0]) for s in sizes]
+    cpu.plot(sizes, target, color="grey", linestyle="--", linewidth=1, label=f"target {CHECK_CPU_TARGET} s/node")
+    wall.legend()
+    cpu.legend()
 
 
 # --- notes: how each figure was made, from the results alone ----------------------------------------------
 
 
-def node_notes(results: Results) -> list[str]:
-    differences: dict[str, list[str]] = results["equivalence"]
+def same_end_state(differences: dict[str, list[str]]) -> str:
     same = [size for size, found in differences.items() if not found]
     differing = "".join(f"; differing at {size}: {', '.join(found)}" for size, found in differences.items() if found)
+    return (
+        "Same end state, compared after the first run at each size on every node: containerd's effective config "
+        "(`containerd config dump`), each hosts.toml (parsed TOML), CA, kubelet flags file (or its absence), file "
+        "modes, the pause image record (digest, pinned label): "
+        + (f"identical at {', '.join(same)} node(s)" if same else "never identical")
+        + differing
+        + ". Only podinfra keeps `config.toml.podinfra-backup` (not compared)."
+    )
+
+
+def node_notes(results: Results) -> list[str]:
     startups = results["meta"]["startups"]
     return [
         "Both tools: registry CA, `hosts.toml` for registry.k8s.io and for the local registry (server = the local "
-        "registry, its CA, pull credentials), `sandbox_image` and `config_path` in `/etc/containerd/config.toml`, "
-        "containerd restarted on change and waited for, pause 3.10 pulled and labelled pinned, kubelet flags file. "
-        "podinfra edits the operator's config.toml; the Ansible playbook templates the whole file (Kubespray's way).",
-        "Same end state, compared after the first run at each size on every node: containerd's effective config "
-        "(`containerd config dump`), each hosts.toml (parsed TOML), CA, kubelet flags, file modes, the pause image "
-        "record (digest, pinned label): "
-        + (f"identical at {', '.join(same)} node(s)" if same else "never identical")
-        + differing
-        + ". Only podinfra keeps `config.toml.podinfra-backup` (not compared).",
-        "Cold: before every cold run the nodes are reset to lab-fresh by `labtools.reset` (the lab's own "
-        "config.toml back, certs.d, CA and kubelet flags removed, every k8s.io image removed with its content, "
-        "containerd restarted and answering); the reset is not timed. Re-run: the same command again at once; "
-        "each re-run changed nothing (pyinfra `success` = 0, Ansible `changed=0`), which the runner enforces.",
+        "registry, its CA, pull credentials), the sandbox image and `config_path` in `/etc/containerd/config.toml`, "
+        "containerd restarted on change and waited for, pause 3.10 pulled and labelled pinned, and the kubelet "
+        "flags file where a kubelet is installed (the lab's nodes have none, so neither tool writes it; the "
+        "playbook asks `command -v kubelet`, as podinfra does). podinfra edits the operator's config.toml; the "
+        "Ansible playbook templates the whole file (Kubespray's way), in the shape of the host's containerd line.",
+        same_end_state(results["equivalence"]),
+        "Cold: before every cold run the nodes are reset to lab-fresh by `labtools.reset` (each node's own "
+        "containerd line's stock config.toml back, certs.d, CA and kubelet flags removed, every k8s.io image "
+        "removed with its content, containerd restarted and answering); the reset is not timed. Re-run: the same "
+        "command again at once; each re-run changed nothing (pyinfra `success` = 0, Ansible `changed=0`), which "
+        "the runner enforces.",
         "podinfra: `pyinfra -y --json --limit nodeK... inventories/lab.py deploys/node.py --data restart_batch=N`: "
         "all N nodes restart containerd at once, as Ansible's handler does with forks >= N (podinfra's default is "
         "one node at a time). Ansible: `ansible-playbook -i INVENTORY --limit ... benchmarks/ansible/node.yml` with "
@@ -291,6 +365,25 @@ def node_notes(results: Results) -> list[str]:
         "Wall time is the whole command, process start included: "
         + ", ".join(f"`{name}` alone takes {seconds:.2f} s" for name, seconds in startups.items())
         + " (medians).",
+    ]
+
+
+def fleet21_parts(fleet: Results) -> list[str]:
+    notes = [
+        f"A lab of its own (`{fleet['lab']}`), every node on containerd {', '.join(fleet['containerd'])}, brought "
+        "up after the main fleet's phases (and after its lab was down, when the run had brought it up); labs up "
+        f"then: {', '.join(fleet['labs'])}. The same commands, runs in the same alternation, the same reset to "
+        "lab-fresh and the same no-change check as the main fleet.",
+        "The config is version 3: podinfra edits the line's stock version 3 file, setting "
+        "`plugins.'io.containerd.cri.v1.images'.pinned_images.sandbox` and `...images'.registry.config_path`; the "
+        "playbook's template takes that shape for a host whose `containerd_line` is 2.0 or later (the version 2 "
+        "shape below it), as Kubespray picks its template by `containerd_version`.",
+        same_end_state(fleet["equivalence"]),
+    ]
+    return [
+        "## Node configuration on a containerd 2.1 fleet",
+        node_table(fleet["nodes"]),
+        "\n".join(f"- {line}" for line in notes),
     ]
 
 
@@ -350,33 +443,52 @@ def check_notes(results: Results) -> list[str]:
     check = results["check"]
     if not check["available"]:
         return []
+    meta = check["meta"]
     lines = [
-        "`podinfra check inventories/lab.py --limit nodeK... --json FILE` on nodes configured by deploys/node.py, "
-        "the probe image mirrored; the sizes ran in alternation. Wall time of the whole command; the outcome "
-        "column says whether the nodes passed, since a failing check can end early.",
+        f"Measured by `{meta['command']}` on {meta['date']} ({meta['seconds']} s), {meta['runs']} run(s) per figure, "
+        f"sizes and tools in alternation; load average at the start {meta['load']}. Versions: {meta['versions']}. "
+        "The nodes were configured by deploys/node.py first (deploys/mirror.py had put check 8's probe image into "
+        "the local registry before the phases).",
+        "podinfra: `podinfra check inventories/lab.py --limit nodeK... --json FILE`. pytest: `pytest -p "
+        "podinfra.suite.plugin -p xdist_nodes --pyargs podinfra.suite --hosts=ssh://node1,... --ssh-config=LAB_SSH "
+        "--podinfra-inventory=inventories/lab.py -n N --dist loadgroup -q --junitxml FILE` (N = the nodes; "
+        "PODINFRA_LAB, PODINFRA_KUBERNETES_VERSION set), from a directory outside the checkout, whose "
+        "pyproject.toml pytest settings leave the suite's test module out. `benchmarks/xdist_nodes.py` keeps each "
+        "node's checks in one worker, in order, which the suite's `xdist_group` marks do not achieve here (the "
+        "file says why).",
+        "Outcome: a node passes when its `total_fail` is 0 (podinfra check's kube-bench JSON), or when each of its "
+        "checks ran and none failed or errored (pytest's JUnit XML, which records WARN and INFO as passed tests). "
+        "On the lab check 4 is INFO (no kubelet) and check 5 WARN (containerd 1.6.20 keeps the pinned label but "
+        "does not honour it).",
+        "CPU of a command: user + system time of the command and every process it started, ssh included, from "
+        "getrusage(RUSAGE_CHILDREN); the runner is a child subreaper while it runs, so the ssh ControlPersist "
+        "masters that `podinfra check`'s runs leave to the system are counted too. CPU of the nodes: the whole "
+        "machine's busy time over the same span (/proc/stat) less that; the nodes' own work (sshd sessions, "
+        "`containerd config dump`, ctr, curl, containerd, shims, runc and CNI for the probe pods), plus whatever "
+        "else ran on the machine then.",
     ]
-    sizes = check["sizes"]
-    if not all(sizes[k].get("control_cpu") for k in sizes) or not {"1", "10"} <= set(sizes):
+    if per_added_node(check, "podinfra") is None:
         return lines
+    sizes = check["podinfra"]
     control = {k: statistics.median(sizes[k]["control_cpu"]) for k in ("1", "10")}
-    nodes = {
-        k: statistics.median([m - c for m, c in zip(sizes[k]["machine_cpu"], sizes[k]["control_cpu"], strict=True)])
-        for k in ("1", "10")
-    }
+    xdist = {k: statistics.median(check["xdist"][k]["control_cpu"]) for k in ("1", "10")}
+    nodes = statistics.median(nodes_cpu(sizes["10"]))
     one = statistics.median(sizes["1"]["seconds"])
     cores = results["meta"].get("cores") or 2
     lines += [
-        "CPU of podinfra check: user + system time of the command and every process it waited for (its forked "
-        "node runs, ssh), from getrusage. CPU of the rest: the whole machine's busy time over the same span "
-        "(/proc/stat) less that; it is the nodes' own work (sshd sessions, `containerd config dump`, ctr, curl, "
-        "containerd, shims, runc and CNI for the probe pods), plus whatever else ran on the machine then.",
-        f"Why 10 nodes do not fit in 2x here: the lab's nodes share this machine's {cores} cores with podinfra "
-        f"check. At 10 nodes the nodes' own work alone takes about {nodes['10']:.1f} CPU-seconds, at least "
-        f"{nodes['10'] / cores:.1f} s of wall time on {cores} cores, against 2 x {one:.2f} s = {2 * one:.2f} s. "
-        f"On a real fleet each node does that work on its own CPUs; what grows with the fleet on the control host "
-        f"is podinfra check's own CPU: {control['1']:.2f} s for 1 node, {control['10']:.2f} s for 10, about "
-        f"{(control['10'] - control['1']) / 9:.2f} s per added node (each node's run is forked from a process "
-        "that has imported pytest, testinfra and the suite's modules once).",
+        f"CPU per added node is (median CPU at 10 nodes - median at 1) / 9: podinfra check {control['1']:.2f} s "
+        f"for 1 node, {control['10']:.2f} s for 10; pytest -n N {xdist['1']:.2f} s and {xdist['10']:.2f} s. "
+        "podinfra check forks each node's run from one process that has imported pytest, testinfra and the "
+        "suite once and read the inventory once, and multiplexes a node's commands over one SSH connection. "
+        "Each of pytest-xdist's N workers is a new Python that imports pytest, testinfra and every installed "
+        "plugin, loads the inventory with pyinfra and asks the local registry for the pause digest; and "
+        "testinfra's ssh backend opens a new SSH connection for every command, since the lab's ssh_config names "
+        "no ControlPath (testinfra's ControlMaster=auto does nothing without one).",
+        f"Why 10 nodes do not fit in 2x of 1 here: the lab's nodes share this machine's {cores} cores with the "
+        f"tool. At 10 nodes the nodes' own work alone takes about {nodes:.1f} CPU-seconds, at least "
+        f"{nodes / cores:.1f} s of wall time on {cores} cores, against 2 x {one:.2f} s = {2 * one:.2f} s. On a real "
+        "fleet each node does that work on its own CPUs; what grows with the fleet on the control host is the "
+        "tool's own CPU.",
     ]
     return lines
 

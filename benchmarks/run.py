@@ -3,29 +3,34 @@
     .venv/bin/python benchmarks/run.py [--nodes 1,3,10] [--runs 5] [--quick] [--out DIR]
 
 - node configuration: `deploys/node.py` (pyinfra) and `benchmarks/ansible/node.yml` (ansible-core),
-  same end state (checked), cold apply on lab-fresh nodes and the no-change re-run;
+  same end state (checked), cold apply on lab-fresh nodes and the no-change re-run, on a fleet of
+  containerd --containerd (default 1.6), and again on a containerd 2.1 fleet of --fleet21 nodes in a
+  lab of its own (--lab21, brought up once the main lab is down);
 - mirror: `podinfra mirror` and `skopeo sync --all` copying the pause set of three Kubernetes
   minors from the lab's upstream into a fresh loopback registry, then again;
 - mirror at size: a large set of images (two platforms, layers of a few MB to 512 MB) built
   reproducibly in a loopback registry of its own, copied by `podinfra mirror`, `skopeo sync --all`
   and `crane copy`, and exported and imported by podinfra and by `skopeo copy` (oci-archive);
   `--only large` runs this phase alone (no lab) and merges it into --out's results.json;
-- `podinfra check` on 1, 3, 10 nodes, when the command exists;
+- `podinfra check` and the same suite under pytest-xdist (`pytest --hosts=... -n N`) on 1, 3, 10 nodes:
+  wall time and control-host CPU; `--only check` runs this phase alone and merges it into --out's
+  results.json;
 - what a lab node costs in memory.
 
 Writes RESULTS.md, results.png and results.json (every sample) to --out (default: this directory)
-and prints the tables. Uses the lab --lab (default "bench"), bringing it up when it is not, and
-down again at the end when this run brought it up (unless --keep-lab). Needs root, like the lab.
+and prints the tables; `--skip large` keeps the large-image results already in --out's results.json.
+Uses the lab --lab (default "bench"), bringing it up when it is not, and down again at the end when
+this run brought it up (unless --keep-lab); the same for --lab21. Needs root, like the lab.
 Each figure is the median of --runs runs, the two tools in alternation (A B A B).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -37,11 +42,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import checkbench
 import labtools
 import mirrorbench
 import nodebench
 import report
-from labtools import INVENTORY, PODINFRA, PYINFRA, Lab, progress, run
+from labtools import PODINFRA, PYINFRA, Lab, progress, run
 
 from podinfra.lab import lifecycle
 from podinfra.lab.state import LabError, LabState
@@ -71,16 +77,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lab", default="bench", help="lab name (default bench)")
     p.add_argument("--subnet", default="10.213.9.0/24", help="lab subnet, when this run brings the lab up")
     p.add_argument("--upstream-port", type=int, default=5109, help="lab upstream port, when this run brings it up")
-    p.add_argument("--keep-lab", action="store_true", help="leave up a lab this run brought up")
+    p.add_argument("--containerd", default="1.6", help="containerd line(s) of the lab's nodes (default 1.6)")
+    p.add_argument("--fleet21", type=int, help="nodes of the containerd 2.1 fleet (default 10; quick: 1; 0: none)")
+    p.add_argument("--lab21", default="bench21", help="the 2.1 fleet's lab (default bench21)")
+    p.add_argument("--subnet21", default="10.213.10.0/24", help="its subnet, when this run brings it up")
+    p.add_argument("--upstream-port21", type=int, default=5110, help="its upstream port, when this run brings it up")
+    p.add_argument("--keep-lab", action="store_true", help="leave up the labs this run brought up")
     p.add_argument("--render", type=Path, metavar="JSON", help="only write RESULTS.md and the plot from a results.json")
     p.add_argument(
-        "--only", choices=["large"], help="run only the large-image mirror phase (no lab), merged into --out's results"
+        "--only",
+        choices=["large", "check"],
+        help="run only the large-image mirror phase (no lab) or the check phase, merged into --out's results",
+    )
+    p.add_argument(
+        "--skip", choices=["large"], action="append", default=[], help="keep this phase's results from --out's"
     )
     p.add_argument("--large-runs", type=int, help="runs of the large-image phase (default 3; quick: 1)")
     p.add_argument("--large-scale", type=float, help="layer sizes x this (default 1; quick: 1/64)")
     args = p.parse_args(argv)
     args.nodes = args.nodes or ([1] if args.quick else [1, 3, 10])
     args.runs = args.runs or (1 if args.quick else 5)
+    args.fleet21 = (1 if args.quick else 10) if args.fleet21 is None else args.fleet21
     args.large_runs = args.large_runs or (1 if args.quick else 3)
     args.large_scale = args.large_scale or (1 / 64 if args.quick else 1.0)
     if args.runs < 1 or args.large_runs < 1:
@@ -228,69 +245,29 @@ def bench_nodes(lab: Lab, sizes: list[int], runs: int, workdir: Path) -> tuple[d
     return data, differences
 
 
-def check_available() -> bool:
-    return run([PODINFRA, "check", "--help"]).returncode == 0
-
-
-def probe_image() -> str | None:
-    """The image check 8 runs, mirrored into the lab registry when the lab's upstream carries it."""
-    from podinfra.checks import DEFAULT_PROBE_IMAGE
-
-    return DEFAULT_PROBE_IMAGE
-
-
-def check_once(lab: Lab, names: list[str], workdir: Path) -> tuple[float, str, dict[str, float]]:
-    """Wall time, outcome, and CPU seconds: of podinfra check and its processes on this host ("control"), and
-    of the whole machine ("machine"), whose 2 cores also run the nodes' sshd, containerd, shims, runc and CNI."""
-    report_file = workdir / "check.json"
-    report_file.unlink(missing_ok=True)
-    limits = [arg for name in names for arg in ("--limit", name)]
-    machine, children = labtools.busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    result = run([PODINFRA, "check", INVENTORY, *limits, "--json", str(report_file)], lab.env)
-    seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    control = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
-    cpu = {"control": control, "machine": labtools.busy_cpu_seconds() - machine}
-    try:
-        nodes = json.loads(report_file.read_text())["nodes"]
-        passed = sum(1 for node in nodes if node.get("status") == "PASS")
-        failed = sorted({c["name"] for node in nodes for c in node.get("checks", []) if c.get("status") == "FAIL"})
-        outcome = f"{passed}/{len(nodes)} nodes pass" + (f" (failing: {', '.join(failed)})" if failed else "")
-    except (OSError, ValueError, KeyError, TypeError):
-        outcome = f"exit {result.returncode}, no JSON report: {(result.stderr or result.stdout).strip()[-200:]}"
-    return seconds, outcome, cpu
-
-
-def bench_check(lab: Lab, sizes: list[int], runs: int, workdir: Path) -> dict[str, Any]:
-    probe = probe_image()
-    if probe:
-        repository = probe.split("/", 1)[1].rsplit(":", 1)[0]
-        catalog = run(["curl", "-s", f"http://{lab.state.upstream}/v2/_catalog"]).stdout
-        if f'"{repository}"' in catalog:
-            progress(f"check: mirroring {probe} for check 8")
-            labtools.must(
-                run(
-                    [PYINFRA, "-y", INVENTORY, "deploys/mirror.py", "--data", f"mirror_images={json.dumps([probe])}"],
-                    lab.env,
-                ),
-                "deploys/mirror.py (probe image)",
-            )
-    all_names = [n.name for n in lab.nodes[: max(sizes)]]
-    progress(f"check: configuring {len(all_names)} node(s) with deploys/node.py first")
-    nodebench.apply("podinfra", lab, all_names, workdir / "unused")
-    data: dict[str, Any] = {
-        str(size): {"seconds": [], "outcome": "", "control_cpu": [], "machine_cpu": []} for size in sizes
+def bench_check(lab: Lab, runs: int, workdir: Path, command: str) -> dict[str, Any]:
+    """`podinfra check` and pytest-xdist on 1, 3 and 10 nodes (those the lab has), after deploys/node.py."""
+    reason = checkbench.available()
+    if reason:
+        return {"available": False, "note": reason}
+    names = [n.name for n in lab.nodes]
+    progress(f"check: configuring {len(names)} node(s) with deploys/node.py first")
+    nodebench.apply("podinfra", lab, names, workdir / "unused")
+    started = time.monotonic()
+    sizes = [size for size in (1, 3, 10) if size <= len(names)]
+    data = checkbench.bench(lab, sizes, runs, workdir)
+    meta = {
+        "command": command,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "runs": runs,
+        "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "labs": labtools.labs_up(),
+        "versions": ", ".join(
+            f"{name} {metadata.version(name)}" for name in ("pytest", "pytest-xdist", "pytest-testinfra")
+        ),
+        "seconds": round(time.monotonic() - started),
     }
-    for i in range(runs):
-        for size in sizes:
-            progress(f"check run {i + 1}/{runs}: {size} node(s)")
-            seconds, outcome, cpu = check_once(lab, all_names[:size], workdir)
-            data[str(size)]["seconds"].append(seconds)
-            data[str(size)]["outcome"] = outcome
-            data[str(size)]["control_cpu"].append(cpu["control"])
-            data[str(size)]["machine_cpu"].append(cpu["machine"])
-    return data
+    return {"available": True, "meta": meta, **data}
 
 
 def measure_scale(lab: Lab, sample_cpu: bool) -> dict[str, Any]:
@@ -354,25 +331,22 @@ def write(results: dict[str, Any], out: Path) -> None:
     progress(f"wrote {out / 'RESULTS.md'}, {out / 'results.png'}, {out / 'results.json'}")
 
 
-def lab_is_up(name: str) -> bool:
-    try:
-        LabState.load(name)
-    except LabError:
-        return False
-    return True
+def previous_results(out: Path) -> dict[str, Any]:
+    """--out's results.json, whose phases a run of some phases keeps."""
+    path = out / "results.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
-def only_large(args: argparse.Namespace, argv: list[str] | None) -> int:
+def only_large(args: argparse.Namespace, command: str) -> int:
     """The large-image phase alone (no lab: its upstream is a loopback registry of its own), put into the
     results.json already in --out, whose other phases keep their own run and date."""
-    previous = args.out / "results.json"
-    results: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
+    results = previous_results(args.out)
     workdir = Path(tempfile.mkdtemp(prefix="podinfra-bench-"))
     try:
         large = bench_large(args.large_runs, args.large_scale, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    large["meta"]["command"] = " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
+    large["meta"]["command"] = command
     results["mirror_large"] = large
     if "meta" not in results:  # no earlier run to merge with: the large phase's tables alone
         write_large_only(large, args.out)
@@ -389,77 +363,119 @@ def write_large_only(large: dict[str, Any], out: Path) -> None:
     print(text)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.render:
-        write(json.loads(args.render.read_text()), args.out)
-        return 0
-    if args.only == "large":
-        return only_large(args, argv)
-    if os.geteuid() != 0:
-        print("benchmarks/run.py needs root (the lab does)", file=sys.stderr)
-        return 2
-    wanted = max(args.nodes) + 1
-    if not lab_is_up(args.lab):
-        if labtools.mem_available_kib() // 1024 < wanted * MIB_PER_NODE_GUARD + 2048:
-            print(f"not enough memory for a {wanted}-host lab: choose smaller --nodes", file=sys.stderr)
-            return 2
-        need = labtools.root_inotify_instances() + wanted * INOTIFY_PER_HOST + INOTIFY_HEADROOM
-        # `lab up` raises the limit itself (podinfra.lab.lifecycle.INOTIFY) before it boots anything.
-        if need > max(labtools.inotify_limit(), lifecycle.INOTIFY["max_user_instances"]):
-            print(
-                f"a {wanted}-host lab would take root's inotify instances to about {need}, over "
-                f"fs.inotify.max_user_instances = {labtools.inotify_limit()} (nodes then hang at boot): choose "
-                "smaller --nodes, or raise the limit (sysctl fs.inotify.max_user_instances=512)",
-                file=sys.stderr,
-            )
-            return 2
-    started = time.monotonic()
-    lab = labtools.ensure_lab(args.lab, max(args.nodes), args.subnet, args.upstream_port)
-    workdir = Path(tempfile.mkdtemp(prefix="podinfra-bench-"))
+def lab_refused(name: str, nodes: int) -> str | None:
+    """Why a lab of `nodes` nodes (and its registry) should not be brought up on this machine, or None."""
     try:
-        results: dict[str, Any] = {
-            "meta": {
-                "command": " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
-                "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                "machine": f"{os.cpu_count()} cores, "
-                f"{int(Path('/proc/meminfo').read_text().split()[1]) / 1024**2:.0f} GiB, Linux {platform.release()}",
-                "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-                "cores": os.cpu_count(),
-                "runs": args.runs,
-                "versions": versions(lab),
-                "minors": list(mirrorbench.MINORS),
-                "tags": mirrorbench.tags(),
-            }
+        LabState.load(name)
+        return None  # up already
+    except LabError:
+        pass
+    hosts = nodes + 1
+    if labtools.mem_available_kib() // 1024 < hosts * MIB_PER_NODE_GUARD + 2048:
+        return f"not enough memory for a {hosts}-host lab {name}: choose fewer nodes"
+    need = labtools.root_inotify_instances() + hosts * INOTIFY_PER_HOST + INOTIFY_HEADROOM
+    # `lab up` raises the limit itself (podinfra.lab.lifecycle.INOTIFY) before it boots anything.
+    if need > max(labtools.inotify_limit(), lifecycle.INOTIFY["max_user_instances"]):
+        return (
+            f"a {hosts}-host lab would take root's inotify instances to about {need}, over "
+            f"fs.inotify.max_user_instances = {labtools.inotify_limit()} (nodes then hang at boot): choose "
+            "fewer nodes, or raise the limit (sysctl fs.inotify.max_user_instances=512)"
+        )
+    return None
+
+
+def main_lab(args: argparse.Namespace) -> contextlib.AbstractContextManager[Lab]:
+    return labtools.session(args.lab, max(args.nodes), args.subnet, args.upstream_port, args.containerd, args.keep_lab)
+
+
+def full_run(args: argparse.Namespace, command: str, workdir: Path) -> dict[str, Any]:
+    previous = previous_results(args.out)
+    results: dict[str, Any] = {}
+    with main_lab(args) as lab:
+        results["meta"] = {
+            "command": command,
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{os.cpu_count()} cores, "
+            f"{int(Path('/proc/meminfo').read_text().split()[1]) / 1024**2:.0f} GiB, Linux {platform.release()}",
+            "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+            "labs": labtools.labs_up(),
+            "cores": os.cpu_count(),
+            "containerd": args.containerd,
+            "runs": args.runs,
+            "versions": versions(lab),
+            "minors": list(mirrorbench.MINORS),
+            "tags": mirrorbench.tags(),
         }
         results["mirror"] = bench_mirror(lab, args.runs, workdir)
-        results["mirror_large"] = bench_large(args.large_runs, args.large_scale, workdir)
-        results["mirror_large"]["meta"]["command"] = results["meta"]["command"]
-        results["nodes"], differences = bench_nodes(lab, args.nodes, args.runs, workdir)
-        check_sizes = [size for size in (1, 3, 10) if size <= len(lab.nodes)]
+        if "large" not in args.skip:
+            results["mirror_large"] = bench_large(args.large_runs, args.large_scale, workdir)
+            results["mirror_large"]["meta"]["command"] = command
+        elif "mirror_large" in previous:
+            results["mirror_large"] = previous["mirror_large"]
+        results["nodes"], results["equivalence"] = bench_nodes(lab, args.nodes, args.runs, workdir)
         if args.quick:
-            results["check"] = {"available": False, "note": "skipped with --quick.", "sizes": {}}
-        elif not check_available():
-            note = "`podinfra check --help` fails: the command does not exist in this checkout."
-            results["check"] = {"available": False, "note": note, "sizes": {}}
+            results["check"] = {"available": False, "note": "skipped with --quick."}
         else:
-            results["check"] = {"available": True, "sizes": bench_check(lab, check_sizes, args.runs, workdir)}
+            results["check"] = bench_check(lab, args.runs, workdir, command)
         results["scale"] = measure_scale(lab, sample_cpu=not args.quick)
         samples = 1 if args.quick else 5
-        startups = {
+        results["meta"]["startups"] = {
             "podinfra versions": startup_seconds([PODINFRA, "versions"], samples),
             "pyinfra --version": startup_seconds([PYINFRA, "--version"], samples),
             "ansible-playbook --version": startup_seconds([nodebench.ANSIBLE_PLAYBOOK, "--version"], samples),
             "skopeo --version": startup_seconds(["skopeo", "--version"], samples),
             "python -c pass": startup_seconds([sys.executable, "-c", "pass"], samples),
         }
-        results["meta"]["startups"] = startups
-        results["equivalence"] = differences
+    if args.fleet21:
+        # After the main lab is down: the two fleets never share the machine's cores.
+        with labtools.session(
+            args.lab21, args.fleet21, args.subnet21, args.upstream_port21, "2.1", args.keep_lab
+        ) as lab21:
+            nodes, equivalence = bench_nodes(lab21, [args.fleet21], args.runs, workdir)
+            results["fleet21"] = {
+                "lab": lab21.name,
+                "labs": labtools.labs_up(),
+                "containerd": sorted({n.containerd_version for n in lab21.nodes}),
+                "nodes": nodes,
+                "equivalence": equivalence,
+            }
+    return results
+
+
+def only_check(args: argparse.Namespace, command: str, workdir: Path) -> dict[str, Any]:
+    results = previous_results(args.out)
+    if "meta" not in results:
+        raise SystemExit(f"--only check merges into {args.out / 'results.json'}: run the whole benchmark first")
+    with main_lab(args) as lab:
+        results["check"] = bench_check(lab, args.runs, workdir, command)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
+    if args.render:
+        write(json.loads(args.render.read_text()), args.out)
+        return 0
+    if args.only == "large":
+        return only_large(args, command)
+    if os.geteuid() != 0:
+        print("benchmarks/run.py needs root (the lab does)", file=sys.stderr)
+        return 2
+    refused = lab_refused(args.lab, max(args.nodes))
+    if not refused and args.fleet21 and args.only is None:
+        refused = lab_refused(args.lab21, args.fleet21)
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="podinfra-bench-"))
+    try:
+        results = only_check(args, command, workdir) if args.only == "check" else full_run(args, command, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        if lab.brought_up and not args.keep_lab:
-            labtools.lab_down(lab.name)
-    results["meta"]["seconds"] = round(time.monotonic() - started)
+    if args.only is None:
+        results["meta"]["seconds"] = round(time.monotonic() - started)
     write(results, args.out)
     return 0
 

@@ -24,7 +24,6 @@ from labtools import INVENTORY, PODINFRA, Lab, run
 
 from podinfra.checks import CHECKS
 
-HERE = Path(__file__).resolve().parent
 PYTEST = str(Path(PODINFRA).parent / "pytest")
 TOOLS = ("podinfra", "xdist")
 _PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
@@ -72,11 +71,11 @@ def command(tool: str, lab: Lab, names: list[str], report: Path) -> tuple[list[s
     if tool == "podinfra":
         limits = [arg for name in names for arg in ("--limit", name)]
         return [PODINFRA, "check", INVENTORY, *limits, "--json", str(report)], lab.env, labtools.REPO
-    argv = [PYTEST, "-p", "podinfra.suite.plugin", "-p", "xdist_nodes", "--pyargs", "podinfra.suite"]
+    argv = [PYTEST, "-p", "podinfra.suite.plugin", "--pyargs", "podinfra.suite"]
     argv += [f"--hosts={','.join(f'ssh://{name}' for name in names)}", f"--ssh-config={lab.state.ssh_config}"]
     argv += [f"--podinfra-inventory={INVENTORY}", "-n", str(len(names)), "--dist", "loadgroup", "-q"]
     # Run outside the checkout: there, pyproject.toml's pytest settings ignore the suite's test module.
-    env = {**lab.env, "PYTHONPATH": str(HERE)}  # xdist_nodes.py
+    env = lab.env
     return [*argv, f"--junitxml={report}"], env, report.parent
 
 

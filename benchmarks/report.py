@@ -450,12 +450,10 @@ def check_notes(results: Results) -> list[str]:
         "The nodes were configured by deploys/node.py first (deploys/mirror.py had put check 8's probe image into "
         "the local registry before the phases).",
         "podinfra: `podinfra check inventories/lab.py --limit nodeK... --json FILE`. pytest: `pytest -p "
-        "podinfra.suite.plugin -p xdist_nodes --pyargs podinfra.suite --hosts=ssh://node1,... --ssh-config=LAB_SSH "
+        "podinfra.suite.plugin --pyargs podinfra.suite --hosts=ssh://node1,... --ssh-config=LAB_SSH "
         "--podinfra-inventory=inventories/lab.py -n N --dist loadgroup -q --junitxml FILE` (N = the nodes; "
-        "PODINFRA_LAB, PODINFRA_KUBERNETES_VERSION set), from a directory outside the checkout, whose "
-        "pyproject.toml pytest settings leave the suite's test module out. `benchmarks/xdist_nodes.py` keeps each "
-        "node's checks in one worker, in order, which the suite's `xdist_group` marks do not achieve here (the "
-        "file says why).",
+        "PODINFRA_LAB, PODINFRA_KUBERNETES_VERSION set). The suite's plugin keeps each node's checks in one "
+        "worker, in order (its pytest_xdist_make_scheduler groups by the host in the test id).",
         "Outcome: a node passes when its `total_fail` is 0 (podinfra check's kube-bench JSON), or when each of its "
         "checks ran and none failed or errored (pytest's JUnit XML, which records WARN and INFO as passed tests). "
         "On the lab check 4 is INFO (no kubelet) and check 5 WARN (containerd 1.6.20 keeps the pinned label but "

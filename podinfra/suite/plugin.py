@@ -65,21 +65,39 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS] = {}
     config.stash[NOTES] = {}
     config.addinivalue_line("markers", "check(id): the podinfra check this test implements")
-    config.addinivalue_line("markers", "xdist_group(name): run with the tests of the same group (pytest-xdist)")
     if config.getoption("hosts"):
         # podinfra check stops a run with SIGTERM: as KeyboardInterrupt it unwinds the probes' finally blocks.
         signal.signal(signal.SIGTERM, _interrupt)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With --hosts the checks are the point, whatever the project around says (podinfra's own pyproject.toml
+    ignores them, for its doctest run)."""
+    return False if config.getoption("hosts") and collection_path == HERE / "test_checks.py" else None
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With pytest-xdist (`-n N --dist loadgroup`), a node's checks in one worker, in order: the probes look
+    at what the checks before them found on that node, and a second worker connecting to it would take a
+    probe in use for an interrupted run's leftover. Grouped by the host in each test id (`[ssh://node1]`):
+    xdist 3.8 reads `xdist_group` marks before a plugin could set them, and on pytest 9.2 not at all
+    (pytest-dev/pytest-xdist#1386)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ByNode(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            host = nodeid.rpartition("[")[2].rstrip("]")
+            return host if host.startswith(("ssh://", "paramiko://", "local://")) else str(super()._split_scope(nodeid))
+
+    return ByNode(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("hosts"):
-        # With pytest-xdist (`-n N --dist loadgroup`) a node's checks stay in one worker, in order: probes
-        # look at what the checks before them found on that node.
-        for item in items:
-            params = getattr(item, "callspec", None)
-            host = params.params.get("_testinfra_host") if params else None
-            if host is not None:
-                item.add_marker(pytest.mark.xdist_group(node_name(config, host)))
         return
     skip = pytest.mark.skip(reason="node checks need --hosts and --podinfra-inventory (podinfra/suite/README.md)")
     for item in items:

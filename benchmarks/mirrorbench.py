@@ -191,12 +191,17 @@ def in_process_pair(upstream: str) -> tuple[float, float]:
     inside pyinfra's process)."""
     minors = [arg for minor in MINORS for arg in ("--kubernetes-version", minor)]
     with fresh_registry() as dest:
-        args = ["mirror", *minors, "--source", upstream, "--source-insecure", "--to", dest, "--insecure", "--json"]
-        result = run([sys.executable, "-c", IN_PROCESS, *args])
-        times = result.stdout.split()
-        if result.returncode != 0 or len(times) != 2 or "failed" in times:
-            raise RuntimeError(f"in-process podinfra mirror failed:\n{(result.stdout + result.stderr)[-3000:]}")
+        times = _mirror_twice_in_process(upstream, dest, minors)
         verify(upstream, dest)
+    return times
+
+
+def _mirror_twice_in_process(upstream: str, dest: str, what: list[str]) -> tuple[float, float]:
+    args = ["mirror", *what, "--source", upstream, "--source-insecure", "--to", dest, "--insecure", "--json"]
+    result = run([sys.executable, "-c", IN_PROCESS, *args])
+    times = result.stdout.split()
+    if result.returncode != 0 or len(times) != 2 or "failed" in times:
+        raise RuntimeError(f"in-process podinfra mirror failed:\n{(result.stdout + result.stderr)[-3000:]}")
     return float(times[0]), float(times[1])
 
 
@@ -445,10 +450,6 @@ def in_process_large(upstream: str, published: dict[str, str]) -> tuple[float, f
     """podinfra's copy of the large set without the interpreter's start and imports (see `in_process_pair`)."""
     images = [arg for repo in LARGE_IMAGES for arg in ("--image", f"{versions.UPSTREAM}/{repo}:{LARGE_TAG}")]
     with fresh_registry(MEMORY) as dest:
-        args = ["mirror", *images, "--source", upstream, "--source-insecure", "--to", dest, "--insecure", "--json"]
-        result = run([sys.executable, "-c", IN_PROCESS, *args])
-        times = result.stdout.split()
-        if result.returncode != 0 or len(times) != 2 or "failed" in times:
-            raise RuntimeError(f"in-process podinfra mirror failed:\n{(result.stdout + result.stderr)[-3000:]}")
+        times = _mirror_twice_in_process(upstream, dest, images)
         verify_large(published, dest)
-    return float(times[0]), float(times[1])
+    return times

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from podinfra.errors import PodinfraError
-from podinfra.mirror import IntegrityError, Meter, Source, Verified, blob_descriptors, document, walk
+from podinfra.mirror import IntegrityError, Meter, Source, Verified, blob_descriptors, document, verified_blob, walk
 from podinfra.oci import OCI_INDEX, OCI_MANIFEST, Blob, digest_of, encode
 from podinfra.reference import Reference
 from podinfra.registry import READ
@@ -75,12 +75,8 @@ def export(
                                 continue
                             if meter is not None:
                                 meter.add_total(size)
-                            chunks = source.blob(digest)
-                            try:
-                                stream = Verified(chunks, digest, size, f"blob {digest} of {source.name}", meter=meter)
+                            with verified_blob(source, descriptor, meter=meter) as stream:
                                 _add(tar, f"blobs/sha256/{digest.removeprefix('sha256:')}", size, stream)
-                            finally:
-                                getattr(chunks, "close", lambda: None)()
                             written.add(digest)
                         put(manifest.data)
                 put(top.data)

@@ -11,6 +11,7 @@ a stated exception) and INFO (nothing to prove here, or facts worth knowing).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from podinfra import versions
 from podinfra.hostdata import NodeData
@@ -31,6 +32,10 @@ class Check:
     name: str
     description: str
     remediation: str
+
+    def result(self, status: str = "pass", **fields: Any) -> CheckResult:
+        """A result of this check on a node; its remediation the catalogue's unless `fields` give one."""
+        return CheckResult(self.id, self.name, self.description, status, **{"remediation": self.remediation, **fields})
 
 
 CHECKS = (

@@ -28,7 +28,7 @@ from podinfra.mirror import (
     registry_source,
     results,
 )
-from podinfra.reference import Reference, parse, split_registry
+from podinfra.reference import Reference, parse, split_registry, under
 from podinfra.registry import RegistryClient
 from podinfra.table import plural
 from podinfra.versions import UPSTREAM
@@ -188,7 +188,7 @@ def push_all(
         ref, source, reference = image
         if transfers.stop.is_set():
             raise Cancelled(f"{ref}: stopped")
-        dest_repo = f"{prefix}/{ref.repository}" if prefix else ref.repository
+        dest_repo = under(prefix, ref.repository)
         # The same image under another prefix can lend its blobs by cross-repository mount.
         name = ref.repository.rsplit("/", 1)[-1]
         kin = tuple(r for r in held if r != dest_repo and r.rsplit("/", 1)[-1] == name)

@@ -9,7 +9,7 @@ daemon.changed_since_start()                      # ["/etc/containerd/config.tom
 
 from __future__ import annotations
 
-from pyinfra.api.command import QuoteString, StringCommand, make_formatted_string_command
+from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.facts import FactBase
 
 from podinfra.containerd import ctr, daemon
@@ -85,16 +85,6 @@ class ContainerImages(FactBase[set[str]]):
         return ctr.container_images("\n".join(output))
 
     default = set
-
-
-class Installed(FactBase[bool]):
-    """Whether `command` is on the node's PATH (``command -v``)."""
-
-    def command(self, command: str) -> StringCommand:
-        return make_formatted_string_command("command -v {0} >/dev/null && echo yes || echo no", QuoteString(command))
-
-    def process(self, output: list[str]) -> bool:
-        return output == ["yes"]
 
 
 class HttpStatus(FactBase[str]):

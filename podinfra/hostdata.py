@@ -23,12 +23,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pyinfra.api.exceptions import DeployError
 from pyinfra.api.host import Host
 
-from podinfra import pki, versions
-from podinfra.reference import Reference, ReferenceError, parse, split_registry
+from podinfra import pki, probe_image, versions
+from podinfra.reference import Reference, ReferenceError, parse, split_registry, under
 
 # Where the node deploy puts the registry CA on every node; the checks look for it there.
 NODE_CA = "/etc/podinfra/registry-ca.crt"
-DEFAULT_PROBE_IMAGE = "registry.k8s.io/podinfra/probe:1"
 DEFAULT_USERS = ("pull", "push")
 M = TypeVar("M", bound=BaseModel)
 
@@ -214,7 +213,7 @@ class NodeData(_Data):
     check_probe_image: Annotated[
         str | Literal[False], _v(lambda v: v is False or _image(v), "give an image reference, or false")
     ] = Field(
-        DEFAULT_PROBE_IMAGE,
+        probe_image.REFERENCE,
         description="Checks: the static busybox image check 8 runs beside pause (`podinfra probe-image`); "
         "false: check 8 is not run (INFO).",
     )
@@ -232,7 +231,14 @@ class NodeData(_Data):
     @property
     def pause_repository(self) -> str:
         """The pause repository in the local registry, e.g. "pause" or "k8s/pause"."""
-        return f"{self.registry_prefix}/pause" if self.registry_prefix else "pause"
+        return under(self.registry_prefix, "pause")
+
+    @property
+    def hosts_toml(self) -> dict[str, str]:
+        """Registry -> the hosts.toml containerd resolves it by: each mirrored registry, and the local
+        registry itself."""
+        registries = (*self.mirrored_registries, self.local_registry)
+        return {upstream: f"{self.containerd_certs_dir}/{upstream}/hosts.toml" for upstream in registries}
 
     @property
     def ca(self) -> Path | None:
@@ -393,6 +399,12 @@ class RegistrySettings:
     htpasswd: Path
     users: dict[str, str]
     push_user: str
+
+    @property
+    def url(self) -> str:
+        """``https://ADDRESS:PORT``, an IPv6 address in brackets."""
+        host_part = f"[{self.address}]" if ":" in self.address else self.address
+        return f"https://{host_part}:{self.port}"
 
 
 def registry_settings(host: Host) -> RegistrySettings:

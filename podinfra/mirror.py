@@ -332,16 +332,22 @@ def blob_descriptors(manifest: Blob) -> list[dict[str, Any]]:
         raise RegistryError(f"manifest {manifest.digest} lacks a blob's digest or size: not an image") from None
 
 
-def copy_blob(source: Source, descriptor: dict[str, Any], dest: RegistryClient, repo: str, **reading: Any) -> None:
-    """Stream one blob from `source` into `dest`, verified as it goes; `reading`: `stop`, `meter`."""
+@contextlib.contextmanager
+def verified_blob(source: Source, descriptor: dict[str, Any], **reading: Any) -> Iterator[Verified]:
+    """One blob of `source` as a stream checked (digest and size) as it is read, its source closed after;
+    `reading`: `stop`, `meter`."""
     digest, size = descriptor["digest"], descriptor["size"]
     chunks = source.blob(digest)
     try:
-        dest.upload_blob(
-            repo, digest, size, Verified(chunks, digest, size, f"blob {digest} of {source.name}", **reading)
-        )
+        yield Verified(chunks, digest, size, f"blob {digest} of {source.name}", **reading)
     finally:
         getattr(chunks, "close", lambda: None)()
+
+
+def copy_blob(source: Source, descriptor: dict[str, Any], dest: RegistryClient, repo: str, **reading: Any) -> None:
+    """Stream one blob from `source` into `dest`, verified as it goes; `reading`: `stop`, `meter`."""
+    with verified_blob(source, descriptor, **reading) as stream:
+        dest.upload_blob(repo, descriptor["digest"], descriptor["size"], stream)
 
 
 def _place(
@@ -400,7 +406,8 @@ def copy_image(
         transfers = transfers or stack.enter_context(Transfers())
         stop = transfers.stop
         place = [partial(_place, source, d, dest, dest_repo, mount_from, stop, meter) for d in blobs]
-        for (outcome, first), descriptor in zip(_run(transfers, dest, dest_repo, blobs, place), blobs, strict=True):
+        digests = [d["digest"] for d in blobs]
+        for (outcome, first), descriptor in zip(_run(transfers, dest, dest_repo, digests, place), blobs, strict=True):
             if not first or outcome == "skipped":  # there already, or another image of this run copied it
                 summary.blobs_skipped += 1
             elif outcome == "mounted":
@@ -411,8 +418,7 @@ def copy_image(
         # The platform manifests once all their blobs are there, at once; the tag after them.
         manifests = [manifest for manifest, _ in children if manifest is not top]
         push = [partial(_push_manifest, dest, dest_repo, manifest, stop) for manifest in manifests]
-        named = [{"digest": manifest.digest} for manifest in manifests]
-        pushed = _run(transfers, dest, dest_repo, named, push)
+        pushed = _run(transfers, dest, dest_repo, [manifest.digest for manifest in manifests], push)
         summary.manifests_pushed += sum(1 for outcome, first in pushed if first and outcome == "pushed")
     if held != top.digest:
         dest.push_manifest(dest_repo, tag or top.digest, top)
@@ -425,12 +431,12 @@ def _run(
     transfers: Transfers,
     dest: RegistryClient,
     repo: str,
-    named: Sequence[dict[str, Any]],
+    digests: Sequence[str],
     jobs: Sequence[Callable[[], str]],
 ) -> list[tuple[str, bool]]:
-    """Each job (for the digest `named` it) through `transfers`: [(outcome, run by this call rather than by
-    another image's)]."""
-    started = [transfers.submit((dest.base_url, repo, d["digest"]), job) for d, job in zip(named, jobs, strict=True)]
+    """Each job (for the blob or manifest of its digest) through `transfers`: [(outcome, run by this call
+    rather than by another image's)]."""
+    started = [transfers.submit((dest.base_url, repo, d), job) for d, job in zip(digests, jobs, strict=True)]
     outcomes = results([future for future, _ in started], transfers.stop)
     return [(outcome, first) for outcome, (_, first) in zip(outcomes, started, strict=True)]
 

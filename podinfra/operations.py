@@ -41,7 +41,7 @@ from podinfra.facts import ContainerdDaemon, ContainerdImages, ContainerImages
 from podinfra.hostdata import MirrorSettings
 from podinfra.mirror import RegistrySource, Summary, copy_image, registry_source
 from podinfra.oci import Image
-from podinfra.reference import Reference, cri_name
+from podinfra.reference import Reference, cri_name, under
 from podinfra.registry import RegistryClient
 from podinfra.table import plural
 from podinfra.tomlpath import dotted
@@ -328,7 +328,7 @@ def image_mirrored(image: Reference, mirror: MirrorSettings, dest: RegistryClien
     """
     ca = str(mirror.source_ca) if mirror.source_ca else None
     source = registry_source(image, mirror.source, mirror.source_insecure, ca, flags=SOURCE_KEYS)
-    repo = f"{mirror.prefix}/{image.repository}" if mirror.prefix else image.repository
+    repo = under(mirror.prefix, image.repository)
     try:
         wanted = source.manifest(image.reference).digest
         held = dest.manifest_digest(repo, image.tag or wanted)
@@ -355,7 +355,7 @@ def _copy(state: State, host: Host, source: RegistrySource, image: Reference, de
 @operation()
 def probe_image_pushed(image: Image, mirror: MirrorSettings, dest: RegistryClient) -> Generator[Any]:
     """Push check 8's probe image (built on the control host) into the local registry unless it holds it."""
-    repo = f"{mirror.prefix}/{probe_image.REPOSITORY}" if mirror.prefix else probe_image.REPOSITORY
+    repo = under(mirror.prefix, probe_image.REPOSITORY)
     try:
         held = dest.manifest_digest(repo, probe_image.TAG)
     except PodinfraError as e:
@@ -369,7 +369,7 @@ def probe_image_pushed(image: Image, mirror: MirrorSettings, dest: RegistryClien
 
 def _push_probe(state: State, host: Host, image: Image, dest: RegistryClient, repo: str) -> bool:
     try:
-        probe_image.publish(dest, repo, image)
+        probe_image.push(dest, repo, image)
     except PodinfraError as e:
         return _fail(state, host, str(e))
     return True

@@ -16,10 +16,14 @@ from __future__ import annotations
 import argparse
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from podinfra.errors import PodinfraError
 from podinfra.oci import Image, build_image
-from podinfra.registry import RegistryClient
+from podinfra.reference import under
+
+if TYPE_CHECKING:  # requests is not loaded for the inventory data's default image
+    from podinfra.registry import RegistryClient
 
 BUSYBOX = Path("/bin/busybox")
 REPOSITORY = "podinfra/probe"
@@ -53,12 +57,16 @@ def publish(client: RegistryClient, repository: str = REPOSITORY, image: Image |
     """Push the probe image (built here unless given) as ``REPOSITORY:1`` unless the registry holds it;
     returns its manifest digest, e.g. ``publish(RegistryClient("http://127.0.0.1:5100"))``."""
     image = image or build()
-    if client.manifest_digest(repository, TAG) == image.manifest.digest:
-        return image.manifest.digest
+    if client.manifest_digest(repository, TAG) != image.manifest.digest:
+        push(client, repository, image)
+    return image.manifest.digest
+
+
+def push(client: RegistryClient, repository: str, image: Image) -> None:
+    """Push `image` as ``REPOSITORY:1``, its blobs first (each skipped when the registry holds it)."""
     for blob in image.blobs:
         client.push_blob(repository, blob.data, blob.digest)
     client.push_manifest(repository, TAG, image.manifest)
-    return image.manifest.digest
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from podinfra.commands import destination
 
     client, prefix = destination(args)
-    repository = f"{prefix}/{REPOSITORY}" if prefix else REPOSITORY
+    repository = under(prefix, REPOSITORY)
     digest = publish(client, repository, build(Path(args.busybox)))
     print(f"{client.host}/{repository}:{TAG}@{digest} (nodes pull it as {REFERENCE})")
     return 0

@@ -84,6 +84,12 @@ def split_registry(text: str) -> tuple[str, str]:
     return host, prefix.strip("/")
 
 
+def under(prefix: str, repository: str) -> str:
+    """`repository` as kept under a registry's `prefix`: ``under("mirror", "pause")`` is ``"mirror/pause"``,
+    ``under("", "pause")`` is ``"pause"``."""
+    return f"{prefix}/{repository}" if prefix else repository
+
+
 def cri_name(image: str) -> str:
     """The name containerd's CRI files `image` under: a digest drops the tag
     (``r/pause:3.10@sha256:x`` -> ``r/pause@sha256:x``)."""

@@ -74,10 +74,7 @@ class RegistryClient:
         self._authorization: dict[str, str] = {}
 
     def _send(self, method: str, url: str, headers: dict[str, str], **kwargs: Any) -> requests.Response:
-        repo = _repository(url)
-        authorization = self._authorization.get(repo) or self._authorization.get("")
-        if authorization:
-            headers = {**headers, "Authorization": authorization}
+        headers = {**headers, **self._auth_for(url)}
         try:
             return self.session.request(
                 method, url, headers=headers, timeout=self.timeout, verify=self.verify, **kwargs
@@ -284,7 +281,7 @@ class RegistryClient:
                 raise RegistryError(f"registry {self.host} broke off sending {digest} ({_reason(exc)})") from exc
 
     def get_blob(self, repo: str, digest: str) -> bytes:
-        """A whole blob in memory: for small ones (tests, the lab's images)."""
+        """A whole blob in memory: for small ones (tests)."""
         return b"".join(self.blob_chunks(repo, digest))
 
 

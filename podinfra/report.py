@@ -37,7 +37,7 @@ class NodeReport:
 def not_run(node: str, reason: str, duration: float = 0.0) -> NodeReport:
     """Every check failed for a node whose run reported nothing (SSH down, suite crashed, timed out)."""
     fix = "The checks did not run to the end on this node: fix what `actual` says, then check again."
-    results = [CheckResult(c.id, c.name, c.description, "fail", actual=reason, remediation=fix) for c in CHECKS]
+    results = [c.result("fail", actual=reason, remediation=fix) for c in CHECKS]
     return NodeReport(node, results, duration)
 
 

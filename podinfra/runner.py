@@ -23,7 +23,6 @@ from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from pyinfra.api.host import Host
@@ -105,10 +104,7 @@ def read_results(path: Path, node: str, duration: float) -> NodeReport | None:
         notes = list(raw.get("notes", {}).get(node, []))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    results = [
-        entries.get(c.id) or CheckResult(c.id, c.name, c.description, "fail", actual="not reported by the run")
-        for c in CHECKS
-    ]
+    results = [entries.get(c.id) or c.result("fail", actual="not reported by the run", remediation="") for c in CHECKS]
     return NodeReport(node, results, duration, notes)
 
 
@@ -147,10 +143,6 @@ def _stop(runs: Iterable[_Run], grace: float) -> None:
             run.process.join()
 
 
-def _interrupted(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def run_nodes(
     hosts: Sequence[Host], expected: Mapping[str, Expectations], timeout: float, parallel: int, echo: bool
 ) -> list[NodeReport]:
@@ -173,7 +165,7 @@ def run_nodes(
         ssh_config = workdir / "ssh_config"
         ssh_config.write_text(ssh_config_text(hosts, workdir))
         for signum in (signal.SIGTERM, signal.SIGHUP):
-            previous[signum] = signal.signal(signum, _interrupted)
+            previous[signum] = signal.signal(signum, signal.default_int_handler)
         waiting = [h.name for h in hosts]
         while waiting or runs:
             while waiting and len(runs) < parallel:

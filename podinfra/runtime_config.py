@@ -11,7 +11,7 @@ config.toml is edited by :mod:`podinfra.containerd.config`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -25,7 +25,8 @@ from podinfra.tomlpath import dotted
 
 # The Jinja2 templates: the repository's templates/, which podinfra/templates links to (and a wheel carries).
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters: never part of a path or value written into a node's config.
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _KUBELET_ARGS = re.compile(r"^(?P<head>\s*(?:export\s+)?KUBELET_KUBEADM_ARGS=)(?P<value>.*?)(?P<tail>\s*)$")
 _PAUSE_FLAG = "pod-infra-container-image"
 
@@ -68,7 +69,7 @@ def hosts_toml(
         if urlsplit(url).path:
             raise ConfigError(f"mirror {mirror!r} has a path: give scheme://host[:port] and the path as override_path")
         root = "/" + override_path.strip().strip("/")
-        if root == "/" or _CONTROL.search(root) or " " in root or "?" in root or "#" in root:
+        if root == "/" or CONTROL.search(root) or " " in root or "?" in root or "#" in root:
             raise ConfigError(f"override_path {override_path!r}: give the mirror's API root path, e.g. /v2/mirror")
         url += root
     if ca_file is not None:
@@ -169,10 +170,8 @@ def kubelet_pause_flag(text: str | None) -> str | None:
     for line in (text or "").splitlines():
         match = _KUBELET_ARGS.match(line)
         args = _kubelet_args(match["value"])[1] if match else []
-        for index, arg in enumerate(args):
-            name, equals, value = arg.lstrip("-").partition("=")
-            if arg.startswith("-") and name == _PAUSE_FLAG:
-                return value if equals else (args[index + 1] if index + 1 < len(args) else None)
+        for _, _, value in _pause_flags(args):
+            return value
     return None
 
 
@@ -194,7 +193,7 @@ def check_image(image: str) -> None:
 
 
 def _check_text(value: str, what: str) -> None:
-    if not value or value != value.strip() or _CONTROL.search(value):
+    if not value or value != value.strip() or CONTROL.search(value):
         raise ConfigError(f"{what} {value!r} must be non-empty, on one line, without surrounding spaces")
 
 
@@ -211,31 +210,37 @@ def _mirror_url(mirror: str) -> str:
         raise ConfigError(f"mirror {mirror!r}: give an https:// or http:// URL, e.g. https://10.0.0.2:5000")
     _registry(parts.netloc, "mirror")
     path = parts.path.rstrip("/")
-    if path and (" " in path or _CONTROL.search(path)):
+    if path and (" " in path or CONTROL.search(path)):
         raise ConfigError(f"mirror {mirror!r}: the path must be plain, e.g. https://10.0.0.2:5000/mirror")
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
-def _with_pause_flag(args: list[str], image: str | None) -> list[str]:
-    """Drop every form of the flag and, when ``image`` is given, put ``--flag=image`` where the first one was."""
-    out: list[str] = []
-    placed = False
+def _pause_flags(args: list[str]) -> Iterator[tuple[int, int, str | None]]:
+    """Each use of the flag in `args`: (its first word, the word after it, its value; None when it has none).
+    ``-flag``, ``--flag=value`` and ``--flag value`` (the next word, unless that is a flag) are all one use."""
     index = 0
     while index < len(args):
         arg = args[index]
-        name, equals, _ = arg.lstrip("-").partition("=")
+        name, equals, value = arg.lstrip("-").partition("=")
         if arg.startswith("-") and name == _PAUSE_FLAG:
-            if not equals and index + 1 < len(args) and not args[index + 1].startswith("-"):
-                index += 1  # `--flag value`: the value is the next word
-            if image is not None and not placed:
-                out.append(f"--{_PAUSE_FLAG}={image}")
-                placed = True
-        else:
-            out.append(arg)
+            if equals:
+                yield index, index + 1, value
+            elif index + 1 < len(args) and not args[index + 1].startswith("-"):
+                yield index, index + 2, args[index + 1]
+                index += 1
+            else:
+                yield index, index + 1, None
         index += 1
-    if image is not None and not placed:
-        out.append(f"--{_PAUSE_FLAG}={image}")
-    return out
+
+
+def _with_pause_flag(args: list[str], image: str | None) -> list[str]:
+    """Drop every form of the flag and, when ``image`` is given, put ``--flag=image`` where the first one was."""
+    uses = list(_pause_flags(args))
+    dropped = {i for start, end, _ in uses for i in range(start, end)}
+    first = uses[0][0] if uses else len(args)  # nothing before the first use is dropped
+    kept = [arg for i, arg in enumerate(args) if i not in dropped]
+    wanted = [f"--{_PAUSE_FLAG}={image}"] if image is not None else []
+    return kept[:first] + wanted + kept[first:]
 
 
 def _toml_string(value: str) -> str:
@@ -245,7 +250,7 @@ def _toml_string(value: str) -> str:
     for char in value:
         if char in escapes:
             out.append(escapes[char])
-        elif _CONTROL.match(char):
+        elif CONTROL.match(char):
             out.append(f"\\u{ord(char):04X}")
         else:
             out.append(char)

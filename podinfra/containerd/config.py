@@ -25,7 +25,7 @@ from tomlkit.items import Item, String, Table
 from tomlkit.toml_document import TOMLDocument
 
 from podinfra.containerd.shape import ConfigError, Shape, file_shape, runtime_shape
-from podinfra.runtime_config import check_image, render
+from podinfra.runtime_config import CONTROL, check_image, render
 from podinfra.tomlpath import CRI_V1, dotted, lookup
 
 DEFAULT_CONFIG_PATH = "/etc/containerd/certs.d"
@@ -35,7 +35,6 @@ DEFAULT_CONFIG_PATH = "/etc/containerd/certs.d"
 STALE = ("sandbox_image", "registry")
 # Plugin IDs without which the node has no CRI at all (``cri`` is the 1.x short form Docker's package uses).
 _CRI_PLUGIN_IDS = ("cri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,7 @@ def edit(
     if existing is None or not existing.strip():
         return Edit(render("containerd/config.toml.j2", shape=runtime, image=sandbox_image, config_path=config_path))
     doc = _parse_toml(existing)
+    unedited = doc.as_string()  # tomlkit's rendering before any change: the edit's diff is taken against it
     shape = file_shape(_check_version(doc, runtime, containerd_version))
     notes = []
     if shape.config_version == 2 and runtime.config_version >= 3:
@@ -89,7 +89,7 @@ def edit(
     )
     _set(doc, shape.sandbox_path, sandbox_image, style)
     _set(doc, shape.config_path_path, config_path, style)
-    text = _keep_untouched_lines(existing, tomlkit.parse(existing).as_string(), doc.as_string())
+    text = _keep_untouched_lines(existing, unedited, doc.as_string())
     _verify(text, {shape.sandbox_path: sandbox_image, shape.config_path_path: config_path})
     return Edit(text, tuple(removed), tuple(notes))
 
@@ -306,5 +306,5 @@ def _verify(text: str, expected: dict[tuple[str, ...], str]) -> None:
 
 def _check_config_path(path: str) -> None:
     # containerd reads config_path as one directory (docs/cri/config.md).
-    if not path.startswith("/") or ":" in path or _CONTROL.search(path):
+    if not path.startswith("/") or ":" in path or CONTROL.search(path):
         raise ConfigError(f"config_path {path!r}: give one absolute directory, e.g. {DEFAULT_CONFIG_PATH}")

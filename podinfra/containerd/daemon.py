@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from podinfra.containerd.shape import Shape
@@ -72,13 +73,17 @@ class Daemon:
             return sorted(self.files) or [self.config]
         return sorted(path for path, mtime in self.files.items() if mtime >= self.started + 1)
 
-    def effective(self, shape: Shape) -> tuple[Any, Any]:
-        """(sandbox image, registry config_path) in the effective config (``config dump``), None where unset."""
+    @cached_property
+    def document(self) -> dict[str, Any]:
+        """The effective config (``config dump``) parsed; {} when it is not TOML."""
         try:
-            doc = tomllib.loads(self.dump)
+            return tomllib.loads(self.dump)
         except tomllib.TOMLDecodeError:
-            return None, None
-        return lookup(doc, shape.sandbox_path), lookup(doc, shape.config_path_path)
+            return {}
+
+    def effective(self, shape: Shape) -> tuple[Any, Any]:
+        """(sandbox image, registry config_path) in the effective config, None where unset."""
+        return lookup(self.document, shape.sandbox_path), lookup(self.document, shape.config_path_path)
 
 
 def parse(lines: list[str]) -> Daemon:

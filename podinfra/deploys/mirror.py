@@ -36,7 +36,7 @@ def pause_mirror(registry: RegistrySettings | None = None) -> None:
     mirror = mirror_settings(host, node_versions(nodes))
     registry = registry or registry_settings(host)
     dest = RegistryClient(
-        f"https://{registry.address}:{registry.port}",
+        registry.url,
         ca_file=str(registry.ca) if registry.ca else None,
         username=registry.push_user,
         password=registry.users[registry.push_user],

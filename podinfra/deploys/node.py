@@ -33,13 +33,14 @@ from pyinfra import logger
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
 from pyinfra.facts.files import FileContents
+from pyinfra.facts.server import Which
 from pyinfra.operations import systemd
 
 from podinfra import runtime_config, versions
 from podinfra.containerd.config import edit
 from podinfra.containerd.daemon import DEFAULT_CONFIG
 from podinfra.containerd.shape import ConfigError
-from podinfra.facts import ContainerdDaemon, ContainerdVersion, CrioVersion, Installed
+from podinfra.facts import ContainerdDaemon, ContainerdVersion, CrioVersion
 from podinfra.hostdata import NODE_CA, NodeData, node_settings
 from podinfra.operations import (
     config_file,
@@ -79,7 +80,7 @@ def registry_files(settings: NodeData) -> None:
         token = base64.b64encode(f"{settings.registry_pull_user}:{settings.registry_pull_password}".encode()).decode()
         authorization, secrets = f"Basic {token}", [token]
     mirror = f"https://{settings.local_registry}"
-    for upstream in (*settings.mirrored_registries, settings.local_registry):
+    for upstream, path in settings.hosts_toml.items():
         # Images kept under a prefix answer at /v2/PREFIX, which containerd reaches with override_path.
         prefixed = settings.registry_prefix and upstream != settings.local_registry
         content = runtime_config.hosts_toml(
@@ -91,7 +92,7 @@ def registry_files(settings: NodeData) -> None:
         )
         config_file(
             name=f"hosts.toml for {upstream}",
-            path=f"{settings.containerd_certs_dir}/{upstream}/hosts.toml",
+            path=path,
             content=content,
             mode="0600" if authorization else "0644",  # it may carry the pull credentials
             secrets=secrets,
@@ -161,7 +162,7 @@ def crio(settings: NodeData, image: str) -> None:
 def kubelet(settings: NodeData, image: str) -> None:
     """The kubelet flags file where a kubelet is installed (or ``kubelet_flags_create``); the kubelet
     restarts, in batches, only when its flags changed."""
-    installed = host.get_fact(Installed, command="kubelet")
+    installed = host.get_fact(Which, command="kubelet") is not None
     existing = _text(settings.kubelet_flags_file)
     if not (installed or existing is not None or settings.kubelet_flags_create):
         return

@@ -117,8 +117,7 @@ def local_registry(settings: RegistrySettings | None = None) -> None:
 def _healthy(settings: RegistrySettings, changed: tuple[object, ...]) -> None:
     """Auth is always on, so a healthy registry refuses an anonymous /v2/ with 401. Checked after a change,
     or when the registry did not answer 401 before this run: a run after a failed one fails again."""
-    host_part = f"[{settings.address}]" if ":" in settings.address else settings.address
-    url = f"https://{host_part}:{settings.port}/v2/"
+    url = f"{settings.url}/v2/"
     cacert = CA if settings.ca else ""
     answered_before = host.get_fact(HttpStatus, url=url, cacert=cacert)
     tls = f"--cacert {cacert} " if cacert else ""

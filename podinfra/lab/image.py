@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from podinfra.lab import suites
-from podinfra.lab.state import CACHE_DIR, CONTAINERD_LINES, LabError
+from podinfra.lab.state import CACHE_DIR, CONTAINERD_SUITES, LabError
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -28,9 +28,6 @@ PACKAGES = (
 # Bump when customize() changes what it writes, so cached base trees are rebuilt.
 RECIPE = 3
 FILES = resources.files("podinfra.lab") / "files"
-# containerd line -> the Debian suite its package comes from (None: the base tree's own).
-LINES: dict[str, str | None] = {"1.6": None, "1.7": "trixie", "2.1": "sid"}
-assert tuple(LINES) == CONTAINERD_LINES
 # What a line's layer takes from its package: the daemon, the runc shim, ctr and the systemd unit.
 PACKAGE_FILES = (
     "usr/bin/containerd",
@@ -96,9 +93,7 @@ def line_layer(line: str, log: Path) -> tuple[Path, str]:
     """The overlay layer that makes a node run containerd `line`; returns (layer, package version).
 
     Built once per line and package version (the directory name is the cache key)."""
-    if line not in LINES:
-        raise LabError(f"containerd {line}: the lab runs {', '.join(LINES)}")
-    suite = LINES[line]
+    suite = suite_of(line)
     if suite is None:
         tree, version = None, _base_version()
     else:
@@ -120,15 +115,20 @@ def line_layer(line: str, log: Path) -> tuple[Path, str]:
     return layer, version
 
 
+def suite_of(line: str) -> str | None:
+    """The Debian suite containerd `line` comes from (None: the node image's own)."""
+    if line not in CONTAINERD_SUITES:
+        raise LabError(f"containerd {line}: the lab runs {', '.join(CONTAINERD_SUITES)}")
+    return CONTAINERD_SUITES[line]
+
+
 def _base_version() -> str:
-    """The containerd package version in the node tarball (bookworm's), from its dpkg status."""
-    status = subprocess.run(
-        ["tar", "-xOf", str(tarball_path()), "./var/lib/dpkg/status"], capture_output=True, text=True, check=True
-    ).stdout
-    for block in status.split("\n\n"):
+    """The containerd package version of the base tree (bookworm's, unpacked by `ensure_base`), from its dpkg status."""
+    status = base_path() / "var/lib/dpkg/status"
+    for block in status.read_text().split("\n\n"):
         if block.startswith("Package: containerd\n"):
             return next(line.split(": ", 1)[1] for line in block.splitlines() if line.startswith("Version: "))
-    raise LabError(f"{tarball_path()} has no containerd package")
+    raise LabError(f"{status} has no containerd package")
 
 
 def _link(tree: Path, link: str, target: str) -> None:

@@ -166,7 +166,7 @@ def fetch(lines: tuple[str, ...], log: Path = Path("/dev/null")) -> dict[str, st
     itself; apt's own state is kept there); returns line -> package version."""
     found = {}
     for line in lines:
-        suite = image.LINES.get(line)
+        suite = image.suite_of(line)
         found[line] = suites.unpack(suite, "containerd", line, log)[1] if suite else "(the node image's own)"
     return found
 

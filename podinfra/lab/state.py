@@ -17,8 +17,10 @@ DEFAULT_LAB = "lab"
 DEFAULT_SUBNET = "10.213.0.0/24"
 DEFAULT_UPSTREAM_PORT = 5100
 FIRST_NODE_HOST = 11  # .1 is the host's bridge, .2 the registry node
-# containerd lines the lab can boot, and where each comes from (Debian suites; see podinfra.lab.image).
-CONTAINERD_LINES = ("1.6", "1.7", "2.1")
+# containerd lines the lab can boot -> the Debian suite each one's package comes from (None: the node
+# image's own, bookworm's); see podinfra.lab.image.
+CONTAINERD_SUITES: dict[str, str | None] = {"1.6": None, "1.7": "trixie", "2.1": "sid"}
+CONTAINERD_LINES = tuple(CONTAINERD_SUITES)
 
 
 class LabError(PodinfraError, RuntimeError):

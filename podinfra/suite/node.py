@@ -10,6 +10,7 @@ import shlex
 import subprocess
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,7 @@ def snapshot_script(expect: checks.Expectations) -> str:
     """One shell script for everything the read-only checks need of a node: a node is asked once, over one
     SSH session, rather than a command at a time (each an ssh client, most of a check's CPU here)."""
     settings = expect.settings
-    files = [
-        *(
-            f"{settings.containerd_certs_dir}/{u}/hosts.toml"
-            for u in (*settings.mirrored_registries, settings.local_registry)
-        ),
-        settings.kubelet_flags_file,
-    ]
+    files = [*settings.hosts_toml.values(), settings.kubelet_flags_file]
     parts = [
         f'echo "{MARK}version"; containerd --version 2>/dev/null || crio --version 2>/dev/null',
         f'echo "{MARK}daemon"; if command -v containerd >/dev/null; then {daemon.PROBE}',
@@ -122,6 +117,7 @@ class Node:
         result = self.once("cat -- %s", path)
         return result.stdout if result.rc == 0 else None
 
+    @cached_property
     def daemon(self) -> daemon.Daemon:
         """What the running containerd reads, and its effective config (see podinfra.containerd.daemon)."""
         return daemon.parse(self.shown.get("daemon", "").splitlines())

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytest
@@ -57,17 +56,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--podinfra-results", metavar="FILE", help="write the results as JSON (podinfra check reads it)")
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS] = {}
     config.stash[NOTES] = {}
     config.addinivalue_line("markers", "check(id): the podinfra check this test implements")
     if config.getoption("hosts"):
         # podinfra check stops a run with SIGTERM: as KeyboardInterrupt it unwinds the probes' finally blocks.
-        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -159,7 +154,7 @@ def record(request: pytest.FixtureRequest) -> checks.CheckResult:
     check_id = _check_id(request.node)
     assert check_id, "mark the test with @pytest.mark.check(ID)"
     entry = checks.catalogue(check_id)
-    result = checks.CheckResult(entry.id, entry.name, entry.description, "pass", remediation=entry.remediation)
+    result = entry.result()
     request.node.stash[RECORD] = result
     return result
 
@@ -174,7 +169,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     results = item.config.stash[RESULTS].setdefault(_item_node(item), {})
     result = results.get(check_id) or item.stash.get(RECORD, None)
     if result is None:
-        result = checks.CheckResult(entry.id, entry.name, entry.description, "pass", remediation=entry.remediation)
+        result = entry.result()
     result.duration += report.duration
     if report.skipped and result.status not in ("warn", "info"):
         # Not run (a check it needs failed, or a skip with no verdict): not proved, so WARN.

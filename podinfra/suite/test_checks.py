@@ -76,11 +76,11 @@ def test_running_runtime_uses_the_sandbox_image(node: Node, cri: CRI, record: Ch
         f"config version {shape.config_version}, {path} = {expect.sandbox_image!r} in the running daemon's "
         "effective config, no file it reads changed since it started, no ignored 1.x keys"
     )
-    found = node.daemon()
+    found = node.daemon
     if not found.dump:
         pytest.fail(f"`containerd --config {found.config} config dump` printed nothing")
     image, _ = found.effective(shape)
-    version = tomllib.loads(found.dump).get("version")
+    version = found.document.get("version")
     # containerd 1.x reports the sandbox image it runs with through its CRI; 2.x keeps it in its images plugin.
     running = cri.runtime.status_config().get("sandboxImage") if cri.runtime and shape.config_version == 2 else None
     problems = []
@@ -114,7 +114,7 @@ def test_running_runtime_uses_the_sandbox_image(node: Node, cri: CRI, record: Ch
 @pytest.mark.check("3")
 def test_mirror_config_sends_pulls_to_the_local_registry_only(node: Node, record: CheckResult) -> None:
     settings = node.expect.settings
-    registries = (*settings.mirrored_registries, settings.local_registry)
+    paths = settings.hosts_toml
     if node.runtime == "cri-o":  # containers-registries.conf(5); not run on a CRI-O node here
         record.expected = f"registries.conf entries for {', '.join(settings.mirrored_registries)} at the local registry"
         listing = node.run("cat /etc/containers/registries.conf /etc/containers/registries.conf.d/*.conf 2>/dev/null")
@@ -131,14 +131,13 @@ def test_mirror_config_sends_pulls_to_the_local_registry_only(node: Node, record
         return
     shape = runtime_shape(node.version)
     record.expected = (
-        f"{dotted(shape.config_path_path)} = {settings.containerd_certs_dir!r}; hosts.toml for {', '.join(registries)} "
+        f"{dotted(shape.config_path_path)} = {settings.containerd_certs_dir!r}; hosts.toml for {', '.join(paths)} "
         f"with `server` and every host at {settings.local_registry}" + (", its CA on the node" if settings.ca else "")
     )
     problems = []
-    _, config_path = node.daemon().effective(shape)
+    _, config_path = node.daemon.effective(shape)
     if config_path != settings.containerd_certs_dir:
         problems.append(f"config_path = {config_path!r}: containerd does not read {settings.containerd_certs_dir}")
-    paths = {u: f"{settings.containerd_certs_dir}/{u}/hosts.toml" for u in registries}
     texts = {u: node.read(path) for u, path in paths.items()}
     node_ca = {ca: node.sha256(ca) for ca in readers.cas_named([text for text in texts.values() if text])}
     ca_digest = hashlib.sha256(settings.ca.read_bytes()).hexdigest() if settings.ca else None
@@ -147,7 +146,7 @@ def test_mirror_config_sends_pulls_to_the_local_registry_only(node: Node, record
             path, upstream, texts[upstream], settings.local_registry, ca_digest, node_ca
         )
     record.actual = "; ".join(problems) or (
-        f"config_path {config_path}; {', '.join(registries)} -> {settings.local_registry} only"
+        f"config_path {config_path}; {', '.join(paths)} -> {settings.local_registry} only"
     )
     assert not problems, record.actual
 

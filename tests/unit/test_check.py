@@ -11,8 +11,9 @@ import pytest
 from pyinfra.api.exceptions import DeployError
 
 from podinfra import checks, pki, runner
-from podinfra.hostdata import DEFAULT_PROBE_IMAGE, node_settings
+from podinfra.hostdata import node_settings
 from podinfra.inventory import find_host, load_inventory, parse_data
+from podinfra.probe_image import REFERENCE as DEFAULT_PROBE_IMAGE
 
 DIGEST = "sha256:" + "a" * 64
 

@@ -88,6 +88,8 @@ def test_pin_verdict_follows_the_releases_that_honour_pins(version, label, cri_p
         ("KUBELET_KUBEADM_ARGS='--pod-infra-container-image r/pause:3.9 --v=2'\n", "r/pause:3.9"),
         ("export KUBELET_KUBEADM_ARGS=--pod-infra-container-image=x:1\n", "x:1"),
         ('KUBELET_KUBEADM_ARGS="--v=2"\n', None),
+        # no value: the next word is a flag (kubelet_flags drops the lone flag and keeps --v=2 the same way)
+        ('KUBELET_KUBEADM_ARGS="--pod-infra-container-image --v=2"\n', None),
         ("", None),
     ],
 )

@@ -184,6 +184,11 @@ def test_kubelet_flags_1_35_removes_the_flag():
         ),
         ("A=1", f'A=1\nKUBELET_KUBEADM_ARGS="--pod-infra-container-image={IMAGE}"\n', 'A=1\nKUBELET_KUBEADM_ARGS=""\n'),
         (None, f'KUBELET_KUBEADM_ARGS="--pod-infra-container-image={IMAGE}"\n', 'KUBELET_KUBEADM_ARGS=""\n'),
+        (
+            'KUBELET_KUBEADM_ARGS="--pod-infra-container-image --v=2"\n',
+            f'KUBELET_KUBEADM_ARGS="--pod-infra-container-image={IMAGE} --v=2"\n',
+            'KUBELET_KUBEADM_ARGS="--v=2"\n',
+        ),
     ],
 )
 def test_kubelet_flags_forms(existing, v134, v135):

@@ -42,6 +42,7 @@ CONTAINERD_2_REQUIRED = "1.36"
 PINS_FROM = {"1.6": (1, 6, 22), "1.7": (1, 7, 3)}
 
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+][0-9A-Za-z.-]+)?$")
+_RELEASE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:[~+-][0-9A-Za-z.~+-]*)?$")  # Debian's too: 1.7.24~ds1-6
 
 
 class VersionError(PodinfraError, ValueError):
@@ -89,7 +90,7 @@ def containerd_default_sandbox(containerd_version: str) -> str:
 
 def release(version: str) -> tuple[int, int, int]:
     """``"1.7.24~ds1-6"`` -> ``(1, 7, 24)``: MAJOR.MINOR[.PATCH] with distribution suffixes dropped."""
-    match = re.match(r"^v?(\d+)\.(\d+)(?:\.(\d+))?", version.strip())
+    match = _RELEASE.match(version.strip())
     if not match:
         raise VersionError(f"{version!r} is not a version: write MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.7.24")
     return int(match[1]), int(match[2]), int(match[3] or 0)

@@ -18,11 +18,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from podinfra import versions
 from podinfra.errors import PodinfraError
 from podinfra.tomlpath import CRI_V1
 
 IMAGES_V3 = ("plugins", "io.containerd.cri.v1.images")
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:[~+-][0-9A-Za-z.~+-]*)?$")
 _OUTPUT = re.compile(r"^containerd\s+\S+\s+v?(\d+\.\d+\.\d+)", re.MULTILINE)
 
 
@@ -51,10 +51,12 @@ def file_shape(config_version: int) -> Shape:
 
 
 def release(containerd_version: str) -> tuple[int, int]:
-    match = _VERSION.match(containerd_version.strip())
-    if not match:
-        raise ConfigError(f"{containerd_version!r} is not a containerd version: write MAJOR.MINOR[.PATCH], e.g. 1.7.27")
-    return int(match[1]), int(match[2])
+    try:
+        return versions.release(containerd_version)[:2]
+    except versions.VersionError:
+        raise ConfigError(
+            f"{containerd_version!r} is not a containerd version: write MAJOR.MINOR[.PATCH], e.g. 1.7.27"
+        ) from None
 
 
 def runtime_shape(containerd_version: str) -> Shape:

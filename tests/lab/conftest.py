@@ -51,6 +51,17 @@ def totals(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
     return json.loads(result.stdout[result.stdout.index("{") :])["results"]["totals"]
 
 
+def changes(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """What a pyinfra ``--json`` run changed or failed, as "HOST: OPERATION (error)", so that an idempotence
+    assertion names the operation instead of a count."""
+    operations = json.loads(result.stdout[result.stdout.index("{") :])["results"]["operations"]
+    return [
+        f"{host}: {op['name']}{' (error)' if host in op['error'] else ''}"
+        for op in operations
+        for host in op["success"] + op["error"]
+    ]
+
+
 def leftovers(root: str, bridge: str) -> list[str]:
     """Everything a lab can leave behind: processes, mounts, the bridge, its tree."""
     found = []

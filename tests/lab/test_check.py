@@ -218,9 +218,9 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _start_check(fleet, tmp_path) -> subprocess.Popen[bytes]:
+def _start_check(fleet, tmp_path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        check_command(fleet, tmp_path / "interrupted.json"),
+        check_command(fleet, tmp_path / "interrupted.json", *extra),
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -260,7 +260,8 @@ def test_a_killed_check_leaves_a_probe_that_the_next_run_removes_says_so_and_not
         ]
     temporary: set[bytes] = set()
     try:
-        check = _start_check(fleet, tmp_path)
+        # node1 alone: a probe the kill leaves on another node would outlive this test (the rerun is node1's).
+        check = _start_check(fleet, tmp_path, "--limit", "node1")
         _wait_for_a_probe(ssh_config, "node1")
         processes = [check.pid, *_descendants(check.pid)]
         # What the killed run leaves on this machine: its work directory and the CRI forwards' sockets.
@@ -278,7 +279,7 @@ def test_a_killed_check_leaves_a_probe_that_the_next_run_removes_says_so_and_not
         note = f"removed {len(left)} probe sandbox(es) left by an interrupted run"
         assert note in result(report, "node1", "1")["actual_value"]
         assert f"NOTE node1: {note}" in out, "said in the terminal too"
-        assert _probes(ssh_config, "node1") == []
+        assert {node: _probes(ssh_config, node) for node in NODES} == {node: [] for node in NODES}
         with forwarded_socket(ssh_config, "node1") as target:
             remaining = Runtime(target).sandboxes()
         assert not set(left) & set(remaining)

@@ -213,6 +213,12 @@ class CRI:
     error: str = ""
     removed_leftovers: int = 0
 
+    @property
+    def leftovers_note(self) -> str:
+        """What connecting removed, said in check 1 and in the terminal ('' when nothing)."""
+        count = self.removed_leftovers
+        return f"removed {count} probe sandbox(es) left by an interrupted run" if count else ""
+
     def get(self) -> Runtime:
         if self.runtime is None:
             pytest.fail(f"no CRI: {self.error}")

@@ -130,9 +130,8 @@ def cri(node: Node, request: pytest.FixtureRequest) -> Iterator[CRI]:
     """The CRI over an SSH-forwarded socket; leftovers of interrupted probes are removed on connect."""
     with ExitStack() as stack:
         found = open_cri(node, stack)
-        if found.removed_leftovers:
-            note = f"removed {found.removed_leftovers} probe sandbox(es) left by an interrupted run"
-            request.config.stash[NOTES].setdefault(node.name, []).append(note)
+        if found.leftovers_note:
+            request.config.stash[NOTES].setdefault(node.name, []).append(found.leftovers_note)
         yield found
 
 

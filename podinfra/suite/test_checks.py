@@ -49,8 +49,8 @@ def test_runtime_answers_on_its_cri_socket(node: Node, cri: CRI, record: CheckRe
     cri.get()
     name, version = cri.answer
     record.actual = f"{name} {version} on {cri.socket}"
-    if cri.removed_leftovers:
-        record.actual += f" (removed {cri.removed_leftovers} probe sandbox(es) left by an interrupted run)"
+    if cri.leftovers_note:
+        record.actual += f" ({cri.leftovers_note})"
     if node.runtime == "containerd" and not versions.containerd_supported(kubernetes, node.version):
         record.warn(
             f"{record.actual}: Kubernetes {kubernetes} needs containerd 2.0 or later "

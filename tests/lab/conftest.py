@@ -46,18 +46,22 @@ def pyinfra(lab: dict[str, Any], deploy: str, version: str = "1.31", *extra: str
     return subprocess.run(command, capture_output=True, text=True, env=env)
 
 
+def _results(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The ``results`` of a pyinfra ``--json`` run's output."""
+    return json.loads(result.stdout[result.stdout.index("{") :])["results"]
+
+
 def totals(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
     """pyinfra's ``--json`` totals: ``success`` counts operations that changed something."""
-    return json.loads(result.stdout[result.stdout.index("{") :])["results"]["totals"]
+    return _results(result)["totals"]
 
 
 def changes(result: subprocess.CompletedProcess[str]) -> list[str]:
     """What a pyinfra ``--json`` run changed or failed, as "HOST: OPERATION (error)", so that an idempotence
     assertion names the operation instead of a count."""
-    operations = json.loads(result.stdout[result.stdout.index("{") :])["results"]["operations"]
     return [
         f"{host}: {op['name']}{' (error)' if host in op['error'] else ''}"
-        for op in operations
+        for op in _results(result)["operations"]
         for host in op["success"] + op["error"]
     ]
 

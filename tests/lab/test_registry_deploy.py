@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from .conftest import pyinfra, ssh
+from .conftest import changes, pyinfra, ssh
 from .conftest import totals as pyinfra_totals
 
 pytestmark = pytest.mark.lab
@@ -101,5 +101,6 @@ def test_key_and_htpasswd_are_for_the_services_only(deployed, ssh_config):
 
 
 def test_second_run_changes_nothing(lab, deployed):
-    again = totals(deploy(lab))
-    assert again["success"] == 0 and again["error"] == 0, again
+    again = deploy(lab)
+    assert again.returncode == 0, again.stderr
+    assert changes(again) == []

@@ -6,7 +6,6 @@ import pytest
 
 from podinfra.containerd import ctr, daemon
 from podinfra.containerd.shape import runtime_shape
-from podinfra.runtime_config import kubelet_pause_flag
 from podinfra.suite import readers
 
 HOSTS = """
@@ -79,22 +78,6 @@ def test_pin_verdict_follows_the_releases_that_honour_pins(version, label, cri_p
     assert found == status
     if status == "warn":
         assert "honours pins only from 1.6.22 and 1.7.3" in phrase and "Kubernetes 1.29" in phrase
-
-
-@pytest.mark.parametrize(
-    ("text", "flag"),
-    [
-        ('KUBELET_KUBEADM_ARGS="--v=2 --pod-infra-container-image=r/pause:3.10"\n', "r/pause:3.10"),
-        ("KUBELET_KUBEADM_ARGS='--pod-infra-container-image r/pause:3.9 --v=2'\n", "r/pause:3.9"),
-        ("export KUBELET_KUBEADM_ARGS=--pod-infra-container-image=x:1\n", "x:1"),
-        ('KUBELET_KUBEADM_ARGS="--v=2"\n', None),
-        # no value: the next word is a flag (kubelet_flags drops the lone flag and keeps --v=2 the same way)
-        ('KUBELET_KUBEADM_ARGS="--pod-infra-container-image --v=2"\n', None),
-        ("", None),
-    ],
-)
-def test_kubelet_flag_forms(text: str, flag: str | None):
-    assert kubelet_pause_flag(text) == flag
 
 
 def test_ctr_listing_gives_digest_labels_and_old_pauses():

@@ -199,6 +199,22 @@ def test_kubelet_flags_forms(existing, v134, v135):
 
 
 @pytest.mark.parametrize(
+    ("text", "flag"),
+    [
+        ('KUBELET_KUBEADM_ARGS="--v=2 --pod-infra-container-image=r/pause:3.10"\n', "r/pause:3.10"),
+        ("KUBELET_KUBEADM_ARGS='--pod-infra-container-image r/pause:3.9 --v=2'\n", "r/pause:3.9"),
+        ("export KUBELET_KUBEADM_ARGS=--pod-infra-container-image=x:1\n", "x:1"),
+        ('KUBELET_KUBEADM_ARGS="--v=2"\n', None),
+        # no value: the next word is a flag (kubelet_flags drops the lone flag and keeps --v=2 the same way)
+        ('KUBELET_KUBEADM_ARGS="--pod-infra-container-image --v=2"\n', None),
+        ("", None),
+    ],
+)
+def test_kubelet_flag_forms(text: str, flag: str | None):
+    assert rc.kubelet_pause_flag(text) == flag
+
+
+@pytest.mark.parametrize(
     ("kubernetes", "image", "message"),
     [("1.23", IMAGE, "knows 1.24 to 1.36"), ("1.37", IMAGE, "knows 1.24 to 1.36"), ("1.34", "Pause", "lowercase")],
 )

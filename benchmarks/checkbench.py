@@ -66,28 +66,27 @@ def children_cpu() -> Iterator[list[float]]:
     found.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
 
 
-def command(tool: str, lab: Lab, names: list[str], report: Path) -> tuple[list[str], dict[str, str], Path]:
-    """The command line, environment and working directory of one check of `names`."""
+def command(tool: str, lab: Lab, names: list[str], report: Path) -> tuple[list[str], Path]:
+    """The command line and working directory of one check of `names`."""
     if tool == "podinfra":
         limits = [arg for name in names for arg in ("--limit", name)]
-        return [PODINFRA, "check", INVENTORY, *limits, "--json", str(report)], lab.env, labtools.REPO
+        return [PODINFRA, "check", INVENTORY, *limits, "--json", str(report)], labtools.REPO
     argv = [PYTEST, "-p", "podinfra.suite.plugin", "--pyargs", "podinfra.suite"]
     argv += [f"--hosts={','.join(f'ssh://{name}' for name in names)}", f"--ssh-config={lab.state.ssh_config}"]
     argv += [f"--podinfra-inventory={INVENTORY}", "-n", str(len(names)), "--dist", "loadgroup", "-q"]
     # Run outside the checkout: there, pyproject.toml's pytest settings ignore the suite's test module.
-    env = lab.env
-    return [*argv, f"--junitxml={report}"], env, report.parent
+    return [*argv, f"--junitxml={report}"], report.parent
 
 
 def once(tool: str, lab: Lab, names: list[str], workdir: Path) -> tuple[float, str, dict[str, float]]:
     """Wall time, outcome, and CPU seconds: of the command ("control") and of the whole machine ("machine")."""
     report = workdir / f"check-{tool}.{'json' if tool == 'podinfra' else 'xml'}"
     report.unlink(missing_ok=True)
-    argv, env, cwd = command(tool, lab, names, report)
+    argv, cwd = command(tool, lab, names, report)
     machine = labtools.busy_cpu_seconds()
     with children_cpu() as control:
         start = time.perf_counter()
-        result = run(argv, env, cwd=cwd)
+        result = run(argv, lab.env, cwd=cwd)
         seconds = time.perf_counter() - start
     cpu = {"control": control[0], "machine": labtools.busy_cpu_seconds() - machine}
     try:
@@ -131,14 +130,13 @@ def xdist_outcome(report: Path, names: list[str]) -> str:
     return f"{passed}/{len(names)} nodes pass" + (f" ({'; '.join(detail)})" if detail else "")
 
 
-def bench(lab: Lab, sizes: list[int], runs: int, workdir: Path) -> dict[str, Any]:
+def bench(lab: Lab, names: list[str], sizes: list[int], runs: int, workdir: Path) -> dict[str, Any]:
     """Per tool and size: wall seconds, control and machine CPU seconds of each run, the last run's outcome.
     Sizes and tools alternate (1 3 10 1 3 10 ..., podinfra then xdist at each)."""
     data: dict[str, Any] = {
         tool: {str(size): {"seconds": [], "control_cpu": [], "machine_cpu": [], "outcome": ""} for size in sizes}
         for tool in TOOLS
     }
-    names = [n.name for n in lab.nodes]
     for i in range(runs):
         for size in sizes:
             for tool in TOOLS:

@@ -11,6 +11,7 @@ import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from podinfra.lab import image
@@ -90,10 +91,6 @@ class Lab:
         process.stdin.close()
         return process
 
-    def line(self, node: str) -> str:
-        """The node's containerd line (1.6, 1.7, 2.1)."""
-        return self.state.node(node).containerd
-
     def on_all(self, scripts: dict[str, str]) -> dict[str, str]:
         """Each node's script, all at once; their outputs, or an error naming the nodes that failed."""
         processes = {name: self.ssh(name, script) for name, script in scripts.items()}
@@ -154,6 +151,14 @@ def session(name: str, nodes: int, subnet: str, upstream_port: int, containerd: 
             lab_down(lab.name)
 
 
+def stamp() -> dict[str, str]:
+    """When a phase's results were taken, and the machine's load average then (every results meta has both)."""
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+    }
+
+
 def labs_up() -> list[str]:
     """Every lab on this machine now (this run's and other engineers'): they share its cores."""
     return sorted(path.parent.name for path in STATE_ROOT.glob("*/state.json"))
@@ -187,7 +192,8 @@ exit 1
 def reset(lab: Lab, names: list[str]) -> None:
     """Nodes back to lab-fresh: each its own line's stock config.toml, no certs.d, CA or kubelet flags, no
     images, containerd restarted and answering."""
-    lab.on_all({name: RESET.format(config=image.config_file(lab.line(name)).decode()) for name in names})
+    configs = {name: image.config_file(lab.state.node(name).containerd).decode() for name in names}
+    lab.on_all({name: RESET.format(config=config) for name, config in configs.items()})
 
 
 # --- end state --------------------------------------------------------------------------------------------

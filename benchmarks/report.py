@@ -86,6 +86,7 @@ def mirror_table(results: Results) -> str:
 
 
 CHECK_LABELS = {"podinfra": "podinfra check", "xdist": "pytest -n N"}
+NODE_LABELS = {"podinfra": "podinfra (pyinfra)", "ansible": "Ansible"}
 CPU_WORDS = ("less", "more")
 
 
@@ -276,7 +277,7 @@ def blank(ax: Any, text: str) -> None:
 def nodes_lines(nodes: Results, axes: Any, containerd: str) -> None:
     sizes = [int(size) for size in nodes]
     for ax, phase, title in ((axes[0], "cold", "cold apply"), (axes[1], "rerun", "no-change re-run")):
-        for tool, label in (("podinfra", "podinfra (pyinfra)"), ("ansible", "Ansible")):
+        for tool, label in NODE_LABELS.items():
             medians, errors = spread([nodes[str(s)][tool][phase] for s in sizes])
             ax.errorbar(sizes, medians, yerr=errors, marker="o", capsize=3, label=label, color=COLOURS[tool])
         ax.set(title=f"Node configuration ({containerd} fleet): {title}", xlabel="nodes", ylabel="wall time (s)")
@@ -287,7 +288,7 @@ def nodes_lines(nodes: Results, axes: Any, containerd: str) -> None:
 
 def fleet21_bars(nodes: Results, ax: Any) -> None:
     size = max(nodes, key=int)
-    for i, (tool, label) in enumerate((("podinfra", "podinfra (pyinfra)"), ("ansible", "Ansible"))):
+    for i, (tool, label) in enumerate(NODE_LABELS.items()):
         offset = (i - 0.5) * 0.4
         medians, errors = spread([nodes[size][tool]["cold"], nodes[size][tool]["rerun"]])
         ax.bar([offset, 1 + offset], medians, width=0.4, yerr=errors, capsize=3, label=label, color=COLOURS[tool])

@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -185,7 +184,7 @@ def bench_large(runs: int, scale: float, workdir: Path) -> dict[str, Any]:
     crane_package = crane_package_version() if crane else None
     return {
         "meta": {
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            **labtools.stamp(),
             "runs": runs,
             "scale": scale,
             "bytes": mirrorbench.large_bytes(scale),
@@ -194,7 +193,6 @@ def bench_large(runs: int, scale: float, workdir: Path) -> dict[str, Any]:
             },
             "platforms": [mirrorbench.platform_text(p) for p in mirrorbench.LARGE_PLATFORMS],
             "build_seconds": built,
-            "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
             "crane": crane_package,
             "versions": ", ".join(
                 [
@@ -255,12 +253,11 @@ def bench_check(lab: Lab, runs: int, workdir: Path, command: str) -> dict[str, A
     nodebench.apply("podinfra", lab, names, workdir / "unused")
     started = time.monotonic()
     sizes = [size for size in (1, 3, 10) if size <= len(names)]
-    data = checkbench.bench(lab, sizes, runs, workdir)
+    data = checkbench.bench(lab, names, sizes, runs, workdir)
     meta = {
         "command": command,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        **labtools.stamp(),
         "runs": runs,
-        "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "labs": labtools.labs_up(),
         "versions": ", ".join(
             f"{name} {metadata.version(name)}" for name in ("pytest", "pytest-xdist", "pytest-testinfra")
@@ -389,15 +386,13 @@ def main_lab(args: argparse.Namespace) -> contextlib.AbstractContextManager[Lab]
 
 
 def full_run(args: argparse.Namespace, command: str, workdir: Path) -> dict[str, Any]:
-    previous = previous_results(args.out)
     results: dict[str, Any] = {}
     with main_lab(args) as lab:
         results["meta"] = {
             "command": command,
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            **labtools.stamp(),
             "machine": f"{os.cpu_count()} cores, "
             f"{int(Path('/proc/meminfo').read_text().split()[1]) / 1024**2:.0f} GiB, Linux {platform.release()}",
-            "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
             "labs": labtools.labs_up(),
             "cores": os.cpu_count(),
             "containerd": args.containerd,
@@ -410,7 +405,7 @@ def full_run(args: argparse.Namespace, command: str, workdir: Path) -> dict[str,
         if "large" not in args.skip:
             results["mirror_large"] = bench_large(args.large_runs, args.large_scale, workdir)
             results["mirror_large"]["meta"]["command"] = command
-        elif "mirror_large" in previous:
+        elif "mirror_large" in (previous := previous_results(args.out)):
             results["mirror_large"] = previous["mirror_large"]
         results["nodes"], results["equivalence"] = bench_nodes(lab, args.nodes, args.runs, workdir)
         if args.quick:

@@ -22,7 +22,7 @@ from typing import Any
 import labtools
 from labtools import INVENTORY, PODINFRA, Lab, run
 
-from podinfra.checks import CHECKS
+from podinfra.check.catalogue import CHECKS
 
 PYTEST = str(Path(PODINFRA).parent / "pytest")
 TOOLS = ("podinfra", "xdist")

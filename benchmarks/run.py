@@ -50,7 +50,7 @@ from labtools import PODINFRA, PYINFRA, Lab, progress, run
 
 from podinfra.lab import lifecycle
 from podinfra.lab.state import LabError, LabState
-from podinfra.registry import RegistryClient
+from podinfra.images.registry import RegistryClient
 
 HERE = Path(__file__).resolve().parent
 MIB_PER_NODE_GUARD = 256  # refuse a lab that would leave the machine short (a node needs far less, see RESULTS)

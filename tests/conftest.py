@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from podinfra.registry import RegistryClient
+from podinfra.images.registry import RegistryClient
 
 
 def free_port() -> int:

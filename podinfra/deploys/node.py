@@ -9,7 +9,7 @@ node, by its runtime (read as a fact):
   registry CA, and the sandbox image and ``config_path`` at the key paths of the config version
   of the file the daemon reads (2 for 1.6/1.7, 3 for 2.0-2.2, 4 for 2.3+; a version 2 file on
   2.x is edited as version 2, which 2.x migrates in memory). The operator's config.toml is
-  edited, not replaced: every other setting and comment survives (``podinfra.containerd.config``).
+  edited, not replaced: every other setting and comment survives (``podinfra.node.containerd.config``).
   containerd restarts whenever a file it reads changed after it started, ``restart_batch`` nodes
   at a time, and must come back with those values in its effective config, or it gets its
   previous config back and the node fails; once more than ``max_failed_nodes`` have failed, the
@@ -36,13 +36,15 @@ from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Which
 from pyinfra.operations import systemd
 
-from podinfra import runtime_config, versions
-from podinfra.containerd.config import edit
-from podinfra.containerd.daemon import DEFAULT_CONFIG
-from podinfra.containerd.shape import ConfigError
-from podinfra.facts import ContainerdDaemon, ContainerdVersion, CrioVersion
-from podinfra.hostdata import NODE_CA, NodeData, node_settings
-from podinfra.operations import (
+from podinfra import versions
+from podinfra.data.hostdata import NODE_CA, NodeData, node_settings
+from podinfra.images.registry import RegistryError
+from podinfra.node import runtime_files
+from podinfra.node.containerd.config import edit
+from podinfra.node.containerd.daemon import DEFAULT_CONFIG
+from podinfra.node.containerd.shape import ConfigError
+from podinfra.node.facts import ContainerdDaemon, ContainerdVersion, CrioVersion
+from podinfra.node.operations import (
     config_file,
     containerd_restarted,
     failed,
@@ -50,7 +52,6 @@ from podinfra.operations import (
     pause_pinned,
     rollout,
 )
-from podinfra.registry import RegistryError
 
 
 def preflight(settings: NodeData) -> tuple[str | None, str]:
@@ -83,7 +84,7 @@ def registry_files(settings: NodeData) -> None:
     for upstream, path in settings.hosts_toml.items():
         # Images kept under a prefix answer at /v2/PREFIX, which containerd reaches with override_path.
         prefixed = settings.registry_prefix and upstream != settings.local_registry
-        content = runtime_config.hosts_toml(
+        content = runtime_files.hosts_toml(
             upstream=upstream,
             mirror=mirror,
             ca_file=NODE_CA if settings.ca else None,
@@ -140,7 +141,7 @@ def crio(settings: NodeData, image: str) -> None:
     dropin = config_file(
         name="CRI-O pause image",
         path="/etc/crio/crio.conf.d/10-podinfra-pause.conf",
-        content=runtime_config.crio_dropin(image),
+        content=runtime_files.crio_dropin(image),
     )
     location = (
         f"{settings.local_registry}/{settings.registry_prefix}" if settings.registry_prefix else settings.local_registry
@@ -148,7 +149,7 @@ def crio(settings: NodeData, image: str) -> None:
     mirrors = config_file(
         name="CRI-O registry mirror",
         path="/etc/containers/registries.conf.d/10-podinfra-mirror.conf",
-        content=runtime_config.crio_registries_conf(versions.UPSTREAM, location),
+        content=runtime_files.crio_registries_conf(versions.UPSTREAM, location),
     )
     systemd.service(
         name="Restart CRI-O",
@@ -166,7 +167,7 @@ def kubelet(settings: NodeData, image: str) -> None:
     existing = _text(settings.kubelet_flags_file)
     if not (installed or existing is not None or settings.kubelet_flags_create):
         return
-    content = runtime_config.kubelet_flags(existing, settings.kubernetes_version, image)
+    content = runtime_files.kubelet_flags(existing, settings.kubernetes_version, image)
     flags = config_file(name="kubelet flags", path=settings.kubelet_flags_file, content=content)
     if installed:
         systemd.service(
@@ -182,7 +183,7 @@ def kubelet(settings: NodeData, image: str) -> None:
 def node_runtime(settings: NodeData | None = None) -> None:
     """The node's runtime, registry mirrors and kubelet flags set for the local registry's pause image.
 
-    `settings` default to the host's inventory data (``podinfra.hostdata.node_settings``).
+    `settings` default to the host's inventory data (``podinfra.data.hostdata.node_settings``).
 
     **Example:**
 

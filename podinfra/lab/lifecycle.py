@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from podinfra import sshconfig
+from podinfra.data import sshconfig
+from podinfra.images.registry import RegistryClient
 from podinfra.lab import image, node, pause, suites, upstream
 from podinfra.lab.state import STATE_ROOT, LabConfig, LabError, LabState, NodeState, pid_alive
-from podinfra.registry import RegistryClient
 
 INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "lab.py"
 POD_SUPERNET = "10.244.0.0/16"

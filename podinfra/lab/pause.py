@@ -6,8 +6,8 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from podinfra.oci import Blob, Image, build_image, build_index
-from podinfra.registry import RegistryClient
+from podinfra.images.oci import Blob, Image, build_image, build_index
+from podinfra.images.registry import RegistryClient
 
 SOURCE = resources.files("podinfra.lab") / "pause.c"
 REPOSITORY = "pause"

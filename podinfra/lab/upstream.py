@@ -6,8 +6,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from podinfra.images.registry import RegistryClient
 from podinfra.lab.state import LabError, LabState
-from podinfra.registry import RegistryClient
 
 CONFIG = """\
 version: 0.1

@@ -16,15 +16,16 @@ from typing import Any
 
 import pytest
 
-from podinfra import checks, sshconfig
-from podinfra.containerd import ctr, daemon
-from podinfra.containerd.shape import ConfigError, version_from_output
-from podinfra.cri import CONTAINERD_SOCKET, CRIO_SOCKET, CRIError, Runtime, forwarded_socket
-from podinfra.hostdata import NODE_CA
-from podinfra.runtime_config import crio_version_from_output
+from podinfra.check import catalogue
+from podinfra.check.cri import CONTAINERD_SOCKET, CRIO_SOCKET, CRIError, Runtime, forwarded_socket
+from podinfra.data import sshconfig
+from podinfra.data.hostdata import NODE_CA
+from podinfra.node.containerd import ctr, daemon
+from podinfra.node.containerd.shape import ConfigError, version_from_output
+from podinfra.node.runtime_files import crio_version_from_output
 from podinfra.suite import probes
 
-RESULTS = pytest.StashKey[dict[str, dict[str, checks.CheckResult]]]()
+RESULTS = pytest.StashKey[dict[str, dict[str, catalogue.CheckResult]]]()
 NOTES = pytest.StashKey[dict[str, list[str]]]()
 
 
@@ -33,15 +34,15 @@ class Expected:
     """What each node must show, handed to a run of the suite in memory by ``podinfra check``:
     ``pytest.main(args, plugins=[Expected(by_node)])``."""
 
-    by_node: dict[str, checks.Expectations]
+    by_node: dict[str, catalogue.Expectations]
 
-    def for_node(self, name: str) -> checks.Expectations:
+    def for_node(self, name: str) -> catalogue.Expectations:
         if name not in self.by_node:
             raise RuntimeError(f"{name} is not among the nodes podinfra check was given")
         return self.by_node[name]
 
 
-def done(config: pytest.Config, node: str) -> dict[str, checks.CheckResult]:
+def done(config: pytest.Config, node: str) -> dict[str, catalogue.CheckResult]:
     """The results recorded so far for `node` in this run."""
     return config.stash[RESULTS].get(node, {})
 
@@ -49,7 +50,7 @@ def done(config: pytest.Config, node: str) -> dict[str, checks.CheckResult]:
 MARK = "=== "
 
 
-def snapshot_script(expect: checks.Expectations) -> str:
+def snapshot_script(expect: catalogue.Expectations) -> str:
     """One shell script for everything the read-only checks need of a node: a node is asked once, over one
     SSH session, rather than a command at a time (each an ssh client, most of a check's CPU here)."""
     settings = expect.settings
@@ -89,7 +90,7 @@ class Node:
 
     name: str
     host: Any  # testinfra.host.Host
-    expect: checks.Expectations
+    expect: catalogue.Expectations
     runtime: str  # "containerd" or "cri-o"
     version: str
     ssh_config: Path | None  # None: the local machine
@@ -119,7 +120,7 @@ class Node:
 
     @cached_property
     def daemon(self) -> daemon.Daemon:
-        """What the running containerd reads, and its effective config (see podinfra.containerd.daemon)."""
+        """What the running containerd reads, and its effective config (see podinfra.node.containerd.daemon)."""
         return daemon.parse(self.shown.get("daemon", "").splitlines())
 
     def config_text(self) -> str:
@@ -157,7 +158,7 @@ class Node:
         return subprocess.run(argv, input=data, capture_output=True, timeout=timeout, check=False)
 
 
-def connect(host: Any, name: str, expect: checks.Expectations, workdir: Path) -> Node:
+def connect(host: Any, name: str, expect: catalogue.Expectations, workdir: Path) -> Node:
     """The node, asked for its snapshot: which runtime it runs, and everything the checks read."""
     ssh_config, alias = ssh_config_for(host.backend, workdir)
     try:
@@ -244,7 +245,7 @@ def open_cri(node: Node, stack: ExitStack) -> CRI:
     return CRI(runtime, socket, answer, removed_leftovers=len(removed))
 
 
-def require(done: dict[str, checks.CheckResult], record: checks.CheckResult, ids: tuple[str, ...]) -> None:
+def require(done: dict[str, catalogue.CheckResult], record: catalogue.CheckResult, ids: tuple[str, ...]) -> None:
     """Do not run a probe when a check it depends on failed (WARN, not run): a probe on a drifted node
     could pull from elsewhere or re-pull the pause image and hide the drift."""
     failed = [i for i in ids if i in done and done[i].status == "fail"]

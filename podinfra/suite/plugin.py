@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from podinfra import checks
+from podinfra.check import catalogue
 from podinfra.suite.node import (
     CRI,
     NOTES,
@@ -38,7 +38,7 @@ from podinfra.suite.node import (
     open_cri,
 )
 
-RECORD = pytest.StashKey[checks.CheckResult]()
+RECORD = pytest.StashKey[catalogue.CheckResult]()
 HERE = Path(__file__).resolve().parent
 SETUP_REMEDIATION = (
     "The check could not run on this node: fix what `actual` says (SSH access from the inventory's ssh_* data, "
@@ -100,7 +100,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def _expectations(config: pytest.Config, name: str) -> checks.Expectations:
+def _expectations(config: pytest.Config, name: str) -> catalogue.Expectations:
     """What node `name` must show: handed over by podinfra check, else read from the inventory."""
     for plugin in config.pluginmanager.get_plugins():
         if isinstance(plugin, Expected):
@@ -108,11 +108,11 @@ def _expectations(config: pytest.Config, name: str) -> checks.Expectations:
     inventory_file = config.getoption("podinfra_inventory")
     if not inventory_file:
         raise pytest.UsageError("give --podinfra-inventory=FILE: the nodes' data (kubernetes_version, registry...)")
-    from podinfra.hostdata import node_settings
-    from podinfra.inventory import find_host, load_inventory
+    from podinfra.data.hostdata import node_settings
+    from podinfra.data.inventory import find_host, load_inventory
 
     found = find_host(load_inventory(inventory_file, config.getoption("podinfra_data")), name)
-    return checks.expectations(node_settings(found))
+    return catalogue.expectations(node_settings(found))
 
 
 def node_name(config: pytest.Config, host: Any) -> str:
@@ -147,12 +147,12 @@ def _item_node(item: pytest.Item) -> str:
 
 
 @pytest.fixture
-def record(request: pytest.FixtureRequest) -> checks.CheckResult:
+def record(request: pytest.FixtureRequest) -> catalogue.CheckResult:
     """The result this test fills in: ``record.expected``, ``record.actual``, a specific ``remediation``,
     and ``record.warn(...)`` / ``record.info(...)`` for what is not a plain pass."""
     check_id = _check_id(request.node)
     assert check_id, "mark the test with @pytest.mark.check(ID)"
-    entry = checks.catalogue(check_id)
+    entry = catalogue.catalogue(check_id)
     result = entry.result()
     request.node.stash[RECORD] = result
     return result
@@ -164,7 +164,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     check_id = _check_id(item)
     if check_id is None:
         return report
-    entry = checks.catalogue(check_id)
+    entry = catalogue.catalogue(check_id)
     results = item.config.stash[RESULTS].setdefault(_item_node(item), {})
     result = results.get(check_id) or item.stash.get(RECORD, None)
     if result is None:
@@ -181,7 +181,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             if not recorded:  # an error, not a finding: say what it was
                 message = call.excinfo.exconly().strip().splitlines()
                 detail = message[0] if message else "error"
-                for prefix in ("Failed: ", "RuntimeError: ", "AssertionError: ", "podinfra.cri.CRIError: "):
+                for prefix in ("Failed: ", "RuntimeError: ", "AssertionError: ", "podinfra.check.cri.CRIError: "):
                     detail = detail.removeprefix(prefix)
                 result.actual = (f"{result.actual}; " if result.actual else "") + detail[:1000]
         if report.when == "setup":

@@ -22,8 +22,8 @@ from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any
 
-from podinfra.checks import PROBE_LABELS, PROBE_NAMESPACE
-from podinfra.cri import CRIError, Runtime
+from podinfra.check.catalogue import PROBE_LABELS, PROBE_NAMESPACE
+from podinfra.check.cri import CRIError, Runtime
 
 UID_LABEL = "podinfra.io/probe-uid"
 _held: list[int] = []  # signals that arrived while held, in order

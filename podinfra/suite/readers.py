@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from podinfra import versions
-from podinfra.containerd import ctr
+from podinfra.node.containerd import ctr
 
 # containerd's default capabilities for a host that does not list any (docs/hosts.md).
 DEFAULT_CAPABILITIES = ("pull", "resolve", "push")

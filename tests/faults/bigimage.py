@@ -7,9 +7,9 @@ import hashlib
 import random
 from collections.abc import Iterator
 
-from podinfra import oci
-from podinfra.mirror import Verified
-from podinfra.registry import RegistryClient
+from podinfra.images import oci
+from podinfra.images.mirror import Verified
+from podinfra.images.registry import RegistryClient
 
 MIB = 1024**2
 

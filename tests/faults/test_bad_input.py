@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pyinfra.api.exceptions import DeployError
 
-from podinfra import hostdata
+from podinfra.data import hostdata
 
 
 @dataclass
@@ -34,7 +34,7 @@ class FakeHost:
 
 @pytest.fixture
 def ca(tmp_path) -> Path:
-    from podinfra import pki
+    from podinfra.data import pki
 
     return pki.ensure_ca(tmp_path / "pki")[0]
 
@@ -147,4 +147,4 @@ def test_the_mirror_takes_every_version_the_nodes_run():
 
 def test_the_readme_lists_every_key():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert hostdata.keys_table() in readme, "regenerate the table: python -m podinfra.hostdata"
+    assert hostdata.keys_table() in readme, "regenerate the table: python -m podinfra.data.hostdata"

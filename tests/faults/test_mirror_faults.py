@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from podinfra.images.mirror import RegistrySource, Summary, Transfers, copy_image
+from podinfra.images.registry import RegistryClient, RegistryError
 from podinfra.lab import pause
-from podinfra.mirror import RegistrySource, Summary, Transfers, copy_image
-from podinfra.registry import RegistryClient, RegistryError
 
 from ..conftest import free_port
 from .bigimage import MIB, push_image

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from podinfra.checks import PROBE_LABELS, PROBE_NAMESPACE
-from podinfra.cri import Runtime, forwarded_socket
+from podinfra.check.catalogue import PROBE_LABELS, PROBE_NAMESPACE
+from podinfra.check.cri import Runtime, forwarded_socket
 
 from .conftest import LAB, LINES, NODES, PODINFRA, pyinfra, ssh
 

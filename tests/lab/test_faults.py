@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from podinfra.cri import CRIError, Runtime, forwarded_socket
+from podinfra.check.cri import CRIError, Runtime, forwarded_socket
 
 from .conftest import (
     HEAL,

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from podinfra.cri import Runtime, forwarded_socket
+from podinfra.check.cri import Runtime, forwarded_socket
+from podinfra.images.registry import RegistryClient
 from podinfra.lab.image import config_file
-from podinfra.registry import RegistryClient
 
 from .conftest import LAB, LAB_ARGS, LINES, NODES, leftovers, podinfra, reset_nodes, ssh
 

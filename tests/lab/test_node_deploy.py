@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from podinfra import versions
-from podinfra.cri import Runtime, SandboxStatus, forwarded_socket
+from podinfra.check.cri import Runtime, SandboxStatus, forwarded_socket
 from podinfra.lab.image import config_file
 
 from .conftest import (

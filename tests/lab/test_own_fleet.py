@@ -96,7 +96,7 @@ def test_the_readmes_own_fleet_commands_from_an_installed_wheel_pass_every_check
     assert shlex.split(readme_commands()[-1])[:2] == ["podinfra", "check"], "the block ends with the check"
     # The installed package, not the checkout: its files come from the virtualenv.
     where = subprocess.run(
-        [str(installed / "python"), "-c", "import podinfra.runtime_config as r; print(r.TEMPLATES)"],
+        [str(installed / "python"), "-c", "import podinfra.node.runtime_files as r; print(r.TEMPLATES)"],
         capture_output=True, text=True, cwd=work, check=True,
     ).stdout  # fmt: skip
     assert str(installed.parent) in where and not where.startswith(str(REPO))

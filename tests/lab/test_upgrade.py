@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from podinfra.cri import Runtime, forwarded_socket
+from podinfra.check.cri import Runtime, forwarded_socket
 
 from .conftest import LAB, NODES, PYINFRA, changes, reset_nodes, sandbox_image, ssh, totals
 

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from podinfra import cli
+from podinfra.images.registry import RegistryClient, RegistryError
 from podinfra.lab import pause
-from podinfra.registry import RegistryClient, RegistryError
 
 from ..conftest import free_port
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from pyinfra.api.exceptions import DeployError
 
-from podinfra import checks, pki, runner
-from podinfra.hostdata import node_settings
-from podinfra.inventory import find_host, load_inventory, parse_data
-from podinfra.probe_image import REFERENCE as DEFAULT_PROBE_IMAGE
+from podinfra.check import catalogue, runner
+from podinfra.data import pki
+from podinfra.data.hostdata import node_settings
+from podinfra.data.inventory import find_host, load_inventory, parse_data
+from podinfra.images.probe_image import REFERENCE as DEFAULT_PROBE_IMAGE
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -38,10 +39,10 @@ def inventory(tmp_path: Path):
 
 
 def test_the_catalogue_has_nine_checks_each_with_a_remediation():
-    assert [c.id for c in checks.CHECKS] == [str(i) for i in range(1, 10)]
-    assert len({c.name for c in checks.CHECKS}) == 9
-    assert all(c.description and c.remediation for c in checks.CHECKS)
-    assert checks.catalogue("5").name == "pause"
+    assert [c.id for c in catalogue.CHECKS] == [str(i) for i in range(1, 10)]
+    assert len({c.name for c in catalogue.CHECKS}) == 9
+    assert all(c.description and c.remediation for c in catalogue.CHECKS)
+    assert catalogue.catalogue("5").name == "pause"
 
 
 def test_data_overrides_are_parsed_like_pyinfra():
@@ -66,8 +67,8 @@ def test_inventory_groups_group_data_and_overrides(inventory: Path):
     assert "_private" not in inv.groups
 
 
-def expected(inv, name: str, ask: bool = True) -> checks.Expectations:
-    return checks.expectations(node_settings(inv.get_host(name)), ask_registry=ask)
+def expected(inv, name: str, ask: bool = True) -> catalogue.Expectations:
+    return catalogue.expectations(node_settings(inv.get_host(name)), ask_registry=ask)
 
 
 def test_expectations_canonical_and_local_modes(inventory: Path):
@@ -139,7 +140,9 @@ def test_ssh_config_gives_each_node_its_inventory_ssh_data(inventory: Path, tmp_
 
 
 def _entries(count: int = 9) -> list[dict]:
-    return [{"id": c.id, "name": c.name, "description": c.description, "status": "pass"} for c in checks.CHECKS[:count]]
+    return [
+        {"id": c.id, "name": c.name, "description": c.description, "status": "pass"} for c in catalogue.CHECKS[:count]
+    ]
 
 
 def test_results_file_is_read_in_catalogue_order_and_gaps_fail(tmp_path: Path):
@@ -147,7 +150,7 @@ def test_results_file_is_read_in_catalogue_order_and_gaps_fail(tmp_path: Path):
     path.write_text(json.dumps({"nodes": {"node1": list(reversed(_entries(8)))}, "notes": {"node1": ["removed 1"]}}))
     report = runner.read_results(path, "node1", 2.0)
     assert report is not None
-    assert [r.id for r in report.results] == [c.id for c in checks.CHECKS]
+    assert [r.id for r in report.results] == [c.id for c in catalogue.CHECKS]
     assert report.results[8].status == "fail" and "not reported" in report.results[8].actual
     assert report.notes == ["removed 1"]
     assert runner.read_results(tmp_path / "missing.json", "node1", 1) is None

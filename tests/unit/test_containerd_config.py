@@ -1,4 +1,4 @@
-"""podinfra.containerd.config: config.toml edited for every containerd line, parsed back, compared with
+"""podinfra.node.containerd.config: config.toml edited for every containerd line, parsed back, compared with
 golden files, and fed to the real containerd 1.6, 1.7 and 2.1 binaries (``containerd config dump``).
 
 Golden files in tests/unit/golden/ were reviewed by hand against containerd's documentation;
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from podinfra.containerd.config import edit, stale_keys
-from podinfra.containerd.shape import ConfigError, runtime_shape, version_from_output
+from podinfra.node.containerd.config import edit, stale_keys
+from podinfra.node.containerd.shape import ConfigError, runtime_shape, version_from_output
 from tests.unit.goldens import golden
 
 IMAGE = "10.213.0.2:5000/pause:3.10"

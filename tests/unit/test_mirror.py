@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from podinfra import cli
-from podinfra.oci import digest_of
+from podinfra.images.oci import digest_of
 
 
 def run(capsys, *argv: str) -> tuple[int, dict | str]:

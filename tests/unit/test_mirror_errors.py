@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 from podinfra import cli
-from podinfra.mirror import RegistrySource
+from podinfra.images.mirror import RegistrySource
 
 
 def fails(capsys, *argv: str) -> str:

@@ -5,7 +5,7 @@ import tarfile
 
 import pytest
 
-from podinfra import oci
+from podinfra.images import oci
 
 PLATFORM = {"architecture": "arm64", "os": "linux", "variant": "v8"}
 

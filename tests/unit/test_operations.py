@@ -19,9 +19,9 @@ from pyinfra.api.state import StateOperationMeta
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.files import File, FileContents, Sha256File
 
-from podinfra import facts, operations
-from podinfra.containerd import daemon
-from podinfra.operations import Rollout
+from podinfra.node import facts, operations
+from podinfra.node.containerd import daemon
+from podinfra.node.operations import Rollout
 
 # --- facts: output in, value out ------------------------------------------------------------------------
 
@@ -223,7 +223,7 @@ def test_an_effective_config_that_names_another_image_fails_the_node():
 
 
 def test_wanted_names_what_differs():
-    from podinfra.containerd.shape import runtime_shape
+    from podinfra.node.containerd.shape import runtime_shape
 
     wanted = operations.Wanted("r/pause:3.10.1", "/etc/containerd/certs.d", runtime_shape("1.7.24"), 30)
     assert wanted.differences(running(changed=False)) == (
@@ -290,8 +290,8 @@ def test_failed_fails_the_host_with_its_one_line(caplog):
 
 
 def test_an_image_the_registry_holds_is_not_copied_again_and_a_missing_one_is(upstream, registry):
-    from podinfra.hostdata import MirrorSettings
-    from podinfra.reference import parse
+    from podinfra.data.hostdata import MirrorSettings
+    from podinfra.images.reference import parse
 
     mirror = MirrorSettings((), upstream.host, True, None, "")
     pause = parse("registry.k8s.io/pause:3.10")
@@ -307,8 +307,8 @@ def test_an_image_the_registry_holds_is_not_copied_again_and_a_missing_one_is(up
 
 
 def test_the_probe_image_is_pushed_once(registry):
-    from podinfra.hostdata import MirrorSettings
-    from podinfra.probe_image import build
+    from podinfra.data.hostdata import MirrorSettings
+    from podinfra.images.probe_image import build
 
     image, fake = build(), FakeHost({})
     mirror = MirrorSettings((), "registry.k8s.io", False, None, "")

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from podinfra import pki
+from podinfra.data import pki
 
 
 def load(path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from podinfra.containerd import ctr, daemon
-from podinfra.containerd.shape import runtime_shape
+from podinfra.node.containerd import ctr, daemon
+from podinfra.node.containerd.shape import runtime_shape
 from podinfra.suite import readers
 
 HOSTS = """

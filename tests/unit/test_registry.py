@@ -2,8 +2,8 @@
 
 import pytest
 
-from podinfra import oci
-from podinfra.registry import RegistryClient, RegistryError, tag_digest
+from podinfra.images import oci
+from podinfra.images.registry import RegistryClient, RegistryError, tag_digest
 
 
 def test_push_skips_blobs_already_present(registry):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from podinfra import checks, report
-from podinfra.checks import CheckResult
-from podinfra.report import NodeReport
+from podinfra.check import catalogue, report
+from podinfra.check.catalogue import CheckResult
+from podinfra.check.report import NodeReport
 
 
 def results(statuses: str) -> list[CheckResult]:
@@ -15,7 +15,7 @@ def results(statuses: str) -> list[CheckResult]:
     names = {"p": "pass", "f": "fail", "w": "warn", "i": "info"}
     return [
         CheckResult(c.id, c.name, c.description, names[s], f"want {c.id}", f"got {c.id}", c.remediation, duration=0.5)
-        for c, s in zip(checks.CHECKS, statuses, strict=True)
+        for c, s in zip(catalogue.CHECKS, statuses, strict=True)
     ]
 
 
@@ -46,7 +46,7 @@ def test_terminal_report_is_a_table_then_what_is_not_a_pass_with_its_remediation
     assert lines[3].split() == ["node2", "pass", "pass", "fail", "pass", "pass", "warn", "warn", "warn", "info"]
     failure = text[text.index("FAIL node2 3 mirror") :]
     assert "expected:    want 3" in failure and "actual:      got 3" in failure
-    assert f"remediation: {checks.catalogue('3').remediation}" in failure
+    assert f"remediation: {catalogue.catalogue('3').remediation}" in failure
     assert text.count("\nFAIL ") == 1 and text.count("\nWARN ") == 3 and text.count("\nINFO ") == 1
     assert "\nINFO node2 9 running: got 9\n" in text, "INFO is one line: nothing to fix"
     assert "NOTE node2: removed 1 probe sandbox(es) left by an interrupted run" in text
@@ -77,7 +77,7 @@ def test_junit_has_a_suite_per_node_and_a_case_per_check():
     assert [s.get("name") for s in suites] == ["node1", "node2"]
     assert (suites[1].get("tests"), suites[1].get("failures"), suites[1].get("skipped")) == ("9", "1", "4")
     cases = suites[1].findall("testcase")
-    assert cases[2].get("name") == "3 mirror" and cases[2].get("classname") == "podinfra.check.node2"
+    assert cases[2].get("name") == "3 mirror" and cases[2].get("classname") == "podinfra.check.command.node2"
     failure = cases[2].find("failure")
     assert failure is not None and failure.get("message") == "got 3" and "remediation:" in (failure.text or "")
     skipped = cases[5].find("skipped")

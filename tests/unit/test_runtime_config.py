@@ -1,4 +1,4 @@
-"""podinfra.runtime_config: hosts.toml, CRI-O drop-ins and kubelet flags, parsed back and compared with golden
+"""podinfra.node.runtime_files: hosts.toml, CRI-O drop-ins and kubelet flags, parsed back and compared with golden
 files (tests/unit/golden/, reviewed by hand against the runtimes' documentation; ``PODINFRA_UPDATE_GOLDEN=1``
 rewrites them)."""
 
@@ -8,8 +8,8 @@ import tomllib
 
 import pytest
 
-from podinfra import runtime_config as rc
-from podinfra.runtime_config import ConfigError
+from podinfra.node import runtime_files
+from podinfra.node.runtime_files import ConfigError
 from tests.unit.goldens import golden
 
 IMAGE = "10.213.0.2:5000/pause:3.10"
@@ -24,7 +24,9 @@ KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/contai
 
 
 def test_hosts_toml_points_only_at_the_mirror():
-    text = rc.hosts_toml("registry.k8s.io", "https://10.213.0.2:5000", "/etc/containerd/certs.d/podinfra-ca.crt")
+    text = runtime_files.hosts_toml(
+        "registry.k8s.io", "https://10.213.0.2:5000", "/etc/containerd/certs.d/podinfra-ca.crt"
+    )
     parsed = tomllib.loads(text)
     mirror = "https://10.213.0.2:5000"
     assert parsed == {
@@ -38,7 +40,7 @@ def test_hosts_toml_points_only_at_the_mirror():
 
 
 def test_hosts_toml_with_override_path_and_authorization():
-    text = rc.hosts_toml(
+    text = runtime_files.hosts_toml(
         "registry.k8s.io", "https://10.213.0.2:5000/", "/etc/podinfra/ca.crt", "Basic cG9kaW5mcmE6c2VjcmV0", "v2/mirror"
     )
     parsed = tomllib.loads(text)
@@ -54,7 +56,7 @@ def test_hosts_toml_with_override_path_and_authorization():
 
 
 def test_hosts_toml_plain_http_mirror():
-    parsed = tomllib.loads(rc.hosts_toml("localhost:5100", "http://10.213.0.2:5000", None))
+    parsed = tomllib.loads(runtime_files.hosts_toml("localhost:5100", "http://10.213.0.2:5000", None))
     assert parsed == {
         "server": "http://10.213.0.2:5000",
         "capabilities": ["pull", "resolve"],
@@ -79,27 +81,27 @@ def test_hosts_toml_plain_http_mirror():
 )
 def test_hosts_toml_refuses_bad_input(args, message):
     with pytest.raises(ConfigError, match=message):
-        rc.hosts_toml(*args)
+        runtime_files.hosts_toml(*args)
 
 
 # --- CRI-O ----------------------------------------------------------------------------------------------
 
 
 def test_crio_dropin():
-    text = rc.crio_dropin(IMAGE)
+    text = runtime_files.crio_dropin(IMAGE)
     assert tomllib.loads(text) == {"crio": {"image": {"pause_image": IMAGE, "pinned_images": [IMAGE]}}}
     golden("crio-10-podinfra-pause.conf", text)
 
 
 def test_crio_dropin_carries_the_node_pins():
-    text = rc.crio_dropin(IMAGE, ["quay.io/calico/node:*", IMAGE])
+    text = runtime_files.crio_dropin(IMAGE, ["quay.io/calico/node:*", IMAGE])
     assert tomllib.loads(text)["crio"]["image"]["pinned_images"] == [IMAGE, "quay.io/calico/node:*"]
     with pytest.raises(ConfigError, match="not an image reference"):
-        rc.crio_dropin("docker://pause")
+        runtime_files.crio_dropin("docker://pause")
 
 
 def test_crio_registries_conf():
-    text = rc.crio_registries_conf("registry.k8s.io", "10.213.0.2:5000/mirror")
+    text = runtime_files.crio_registries_conf("registry.k8s.io", "10.213.0.2:5000/mirror")
     assert tomllib.loads(text) == {
         "registry": [
             {
@@ -113,7 +115,7 @@ def test_crio_registries_conf():
 
 
 def test_crio_registries_conf_insecure():
-    text = rc.crio_registries_conf("registry.k8s.io", "10.213.0.2:5000", insecure=True)
+    text = runtime_files.crio_registries_conf("registry.k8s.io", "10.213.0.2:5000", insecure=True)
     assert tomllib.loads(text)["registry"] == [
         {
             "prefix": "registry.k8s.io",
@@ -131,31 +133,31 @@ def test_crio_registries_conf_insecure():
 )
 def test_crio_registries_conf_refuses_schemes(upstream, mirror):
     with pytest.raises(ConfigError, match="without a scheme"):
-        rc.crio_registries_conf(upstream, mirror)
+        runtime_files.crio_registries_conf(upstream, mirror)
 
 
 # --- kubelet --------------------------------------------------------------------------------------------
 
 
 def test_kubelet_flags_1_34_replaces_the_flag_in_place():
-    text = rc.kubelet_flags(KUBEADM_FLAGS, "1.34", IMAGE)
+    text = runtime_files.kubelet_flags(KUBEADM_FLAGS, "1.34", IMAGE)
     assert text == (
         "# written by kubeadm init\n"
         'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/containerd.sock '
         f'--pod-infra-container-image={IMAGE} --node-ip=10.213.0.11"\n'
     )
-    assert rc.kubelet_flags(text, "1.34.2", IMAGE) == text
+    assert runtime_files.kubelet_flags(text, "1.34.2", IMAGE) == text
     golden("kubelet-1.34-kubeadm-flags.env", text)
 
 
 def test_kubelet_flags_1_35_removes_the_flag():
-    text = rc.kubelet_flags(KUBEADM_FLAGS, "1.35", IMAGE)
+    text = runtime_files.kubelet_flags(KUBEADM_FLAGS, "1.35", IMAGE)
     assert text == (
         "# written by kubeadm init\n"
         'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/containerd.sock '
         '--node-ip=10.213.0.11"\n'
     )
-    assert rc.kubelet_flags(text, "v1.36.0", IMAGE) == text
+    assert runtime_files.kubelet_flags(text, "v1.36.0", IMAGE) == text
     golden("kubelet-1.35-kubeadm-flags.env", text)
 
 
@@ -192,10 +194,10 @@ def test_kubelet_flags_1_35_removes_the_flag():
     ],
 )
 def test_kubelet_flags_forms(existing, v134, v135):
-    assert rc.kubelet_flags(existing, "1.34", IMAGE) == v134
-    assert rc.kubelet_flags(existing, "1.35", IMAGE) == v135
-    assert rc.kubelet_flags(v134, "1.34", IMAGE) == v134
-    assert rc.kubelet_flags(v134, "1.35", IMAGE) == v135
+    assert runtime_files.kubelet_flags(existing, "1.34", IMAGE) == v134
+    assert runtime_files.kubelet_flags(existing, "1.35", IMAGE) == v135
+    assert runtime_files.kubelet_flags(v134, "1.34", IMAGE) == v134
+    assert runtime_files.kubelet_flags(v134, "1.35", IMAGE) == v135
 
 
 @pytest.mark.parametrize(
@@ -211,7 +213,7 @@ def test_kubelet_flags_forms(existing, v134, v135):
     ],
 )
 def test_kubelet_flag_forms(text: str, flag: str | None):
-    assert rc.kubelet_pause_flag(text) == flag
+    assert runtime_files.kubelet_pause_flag(text) == flag
 
 
 @pytest.mark.parametrize(
@@ -220,4 +222,4 @@ def test_kubelet_flag_forms(text: str, flag: str | None):
 )
 def test_kubelet_flags_refuses_unknown_input(kubernetes, image, message):
     with pytest.raises(ConfigError, match=message):
-        rc.kubelet_flags(None, kubernetes, image)
+        runtime_files.kubelet_flags(None, kubernetes, image)

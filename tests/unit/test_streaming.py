@@ -14,11 +14,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from podinfra import commands
-from podinfra.mirror import Cancelled, IntegrityError, RegistrySource, Summary, Transfers, Verified, copy_image
-from podinfra.oci import digest_of
-from podinfra.reference import parse
-from podinfra.registry import RegistryClient
+from podinfra.images import cli as images_cli
+from podinfra.images.mirror import Cancelled, IntegrityError, RegistrySource, Summary, Transfers, Verified, copy_image
+from podinfra.images.oci import digest_of
+from podinfra.images.reference import parse
+from podinfra.images.registry import RegistryClient
 
 from ..faults.bigimage import MIB, push_image
 
@@ -178,7 +178,7 @@ def test_blobs_of_an_image_are_copied_at_once_within_the_bound(start_registry):
 def test_images_of_one_registry_share_one_client(start_registry):
     args = argparse.Namespace(source="127.0.0.1:5000", source_insecure=True, source_ca_file=None)
     refs = [parse("registry.k8s.io/pause:3.9"), parse("registry.k8s.io/pause:3.10"), parse("quay.io/x/y:1")]
-    sources = commands.sources(refs, args)
+    sources = images_cli.sources(refs, args)
     assert sources[0].client is sources[1].client and sources[2].client is not sources[0].client
 
 
@@ -226,9 +226,9 @@ def test_progress_shows_bytes_and_rate_on_a_terminal_only(start_registry):
     push_image(upstream, "big", "1", [3 * MIB])
     shown = {}
     for name, progress in {
-        "terminal": commands.Progress(quiet=False, stream=Terminal()),
-        "json": commands.Progress(quiet=True, stream=Terminal()),
-        "pipe": commands.Progress(quiet=False, stream=io.StringIO()),
+        "terminal": images_cli.Progress(quiet=False, stream=Terminal()),
+        "json": images_cli.Progress(quiet=True, stream=Terminal()),
+        "pipe": images_cli.Progress(quiet=False, stream=io.StringIO()),
     }.items():
         with progress.bar("registry.k8s.io/big:1") as meter:
             copy_image(RegistrySource(upstream, "big"), "1", start_registry(), "big", "1", Summary(), meter=meter)

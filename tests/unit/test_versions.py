@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from podinfra import versions
-from podinfra.reference import ReferenceError, parse, split_registry
+from podinfra.images.reference import ReferenceError, parse, split_registry
 from podinfra.versions import VersionError
 
 

@@ -2,7 +2,7 @@
 
 Formats are the runtimes' documented ones: containerd ``docs/hosts.md``; CRI-O ``crio.conf(5)``;
 ``containers-registries.conf(5)``; kubeadm's ``/var/lib/kubelet/kubeadm-flags.env``. containerd's
-config.toml is edited by :mod:`podinfra.containerd.config`.
+config.toml is edited by :mod:`podinfra.node.containerd.config`.
 
 >>> kubelet_flags(None, "1.36", "registry.k8s.io/pause:3.10.2")
 'KUBELET_KUBEADM_ARGS=""\\n'
@@ -19,12 +19,12 @@ from urllib.parse import urlsplit
 import jinja2
 
 from podinfra import versions
-from podinfra.containerd.shape import ConfigError
-from podinfra.reference import ReferenceError, parse, split_registry
-from podinfra.tomlpath import dotted
+from podinfra.images.reference import ReferenceError, parse, split_registry
+from podinfra.node.containerd.shape import ConfigError
+from podinfra.node.tomlpath import dotted
 
 # The Jinja2 templates: the repository's templates/, which podinfra/templates links to (and a wheel carries).
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 # Control characters: never part of a path or value written into a node's config.
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _KUBELET_ARGS = re.compile(r"^(?P<head>\s*(?:export\s+)?KUBELET_KUBEADM_ARGS=)(?P<value>.*?)(?P<tail>\s*)$")

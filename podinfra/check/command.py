@@ -3,10 +3,10 @@
     podinfra check inventories/lab.py --json report.json --junit report.xml
 
 Runs the pytest-testinfra suite in ``podinfra.suite`` once per node of the inventory's node group,
-all nodes at once, over SSH with the inventory's SSH data (``podinfra.runner``). Prints a table of
+all nodes at once, over SSH with the inventory's SSH data (``podinfra.check.runner``). Prints a table of
 nodes by checks (pass / fail / warn / info), then each failure and warning with its remediation;
 exits 1 when any node fails, 2 when the inventory data is wrong. ``--json`` writes kube-bench's
-JSON shape, ``--junit`` JUnit XML with one test suite per node (``podinfra.report``); ``-`` is
+JSON shape, ``--junit`` JUnit XML with one test suite per node (``podinfra.check.report``); ``-`` is
 standard output.
 """
 
@@ -21,11 +21,11 @@ from typing import Any
 
 from pyinfra.api.exceptions import DeployError
 
-from podinfra import report
-from podinfra.checks import expectations
-from podinfra.hostdata import groups, node_settings
-from podinfra.inventory import load_inventory
-from podinfra.runner import run_nodes
+from podinfra.check import report
+from podinfra.check.catalogue import expectations
+from podinfra.check.runner import run_nodes
+from podinfra.data.hostdata import groups, node_settings
+from podinfra.data.inventory import load_inventory
 
 
 def _write(target: str, text: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any, TextIO, TypeVar
 
 from podinfra import table, versions
 from podinfra.errors import PodinfraError
-from podinfra.mirror import (
+from podinfra.images.mirror import (
     Cancelled,
     Meter,
     RegistrySource,
@@ -28,8 +28,8 @@ from podinfra.mirror import (
     registry_source,
     results,
 )
-from podinfra.reference import Reference, parse, split_registry, under
-from podinfra.registry import RegistryClient
+from podinfra.images.reference import Reference, parse, split_registry, under
+from podinfra.images.registry import RegistryClient
 from podinfra.table import plural
 from podinfra.versions import UPSTREAM
 
@@ -215,7 +215,7 @@ def mirror(args: argparse.Namespace) -> int:
 
 @one_line
 def export(args: argparse.Namespace) -> int:
-    from podinfra import archive  # tarfile: only for archives
+    from podinfra.images import archive  # tarfile: only for archives
 
     refs = requested_images(args)
     out = Path(args.output)
@@ -232,7 +232,7 @@ def export(args: argparse.Namespace) -> int:
 
 @one_line
 def import_(args: argparse.Namespace) -> int:
-    from podinfra import archive  # tarfile: only for archives
+    from podinfra.images import archive  # tarfile: only for archives
 
     source, entries = archive.load(Path(args.archive))
     images = [(parse(str(e["annotations"][archive.NAME_ANNOTATION])), source, str(e["digest"])) for e in entries]

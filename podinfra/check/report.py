@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from podinfra import table
-from podinfra.checks import CHECKS, STATUSES, CheckResult
+from podinfra.check.catalogue import CHECKS, STATUSES, CheckResult
 from podinfra.table import plural
 
 VERSION = "podinfra-1"
@@ -157,7 +157,7 @@ def to_junit(reports: Sequence[NodeReport]) -> str:
             case = ET.SubElement(
                 suite,
                 "testcase",
-                classname=f"podinfra.check.{n.node}",
+                classname=f"podinfra.check.command.{n.node}",
                 name=f"{r.id} {r.name}",
                 time=f"{r.duration:.3f}",
             )

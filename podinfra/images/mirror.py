@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from podinfra.oci import INDEX_TYPES, MANIFEST_TYPES, Blob, digest_of, encode
-from podinfra.reference import Reference
-from podinfra.registry import RegistryClient, RegistryError
+from podinfra.images.oci import INDEX_TYPES, MANIFEST_TYPES, Blob, digest_of, encode
+from podinfra.images.reference import Reference
+from podinfra.images.registry import RegistryClient, RegistryError
 from podinfra.versions import UPSTREAM
 
 TRANSFERS = 4  # blobs in flight at once, over all the images of a run
@@ -176,7 +176,7 @@ def registry_source(
 
 @dataclass
 class Summary:
-    """What a copy did, for people (``podinfra.commands.report``) and machines (``--json``)."""
+    """What a copy did, for people (``podinfra.images.cli.report``) and machines (``--json``)."""
 
     images: list[dict[str, Any]] = field(default_factory=list)
     bytes_sent: int = 0

@@ -1,5 +1,5 @@
 """What `podinfra check` proves on a node: the catalogue of checks, what a node must show, and one
-check's result. Shared by the command (`podinfra.check`) and the node suite (`podinfra.suite`).
+check's result. Shared by the command (`podinfra.check.command`) and the node suite (`podinfra.suite`).
 
 Statuses are kube-bench's: PASS, FAIL, WARN (not proved: the check could not run, or passed only by
 a stated exception) and INFO (nothing to prove here, or facts worth knowing).
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from podinfra import versions
-from podinfra.hostdata import NodeData
-from podinfra.reference import cri_name
-from podinfra.registry import RegistryError
+from podinfra.data.hostdata import NodeData
+from podinfra.images.reference import cri_name
+from podinfra.images.registry import RegistryError
 
 PROBE_NAMESPACE = "podinfra-check"
 # Every probe sandbox carries this label and namespace; leftovers are found by both, never by one alone.

@@ -23,7 +23,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from podinfra.errors import PodinfraError
-from podinfra.oci import ALL_MANIFEST_TYPES, Blob, digest_of
+from podinfra.images.oci import ALL_MANIFEST_TYPES, Blob, digest_of
 
 CHUNK = 64 * 1024**2  # bytes per PATCH: one request for most layers, and no proxy sees a body of GBs
 READ = 1024**2  # bytes per read of a blob as it streams

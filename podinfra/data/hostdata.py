@@ -3,7 +3,7 @@ host is touched.
 
 From the models come: validation (pyinfra's DeployError naming the host, the key and the fix;
 values that may be secrets are never shown), "did you mean" for misspelt keys, numbers given for
-versions refused with "quote it", and the README's table of keys (``python -m podinfra.hostdata``
+versions refused with "quote it", and the README's table of keys (``python -m podinfra.data.hostdata``
 prints it; a unit test keeps the README equal to it).
 
     settings = node_settings(host)      # NodeData: what deploys/node.py applies and the checks expect
@@ -23,8 +23,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pyinfra.api.exceptions import DeployError
 from pyinfra.api.host import Host
 
-from podinfra import pki, probe_image, versions
-from podinfra.reference import Reference, ReferenceError, parse, split_registry, under
+from podinfra import versions
+from podinfra.data import pki
+from podinfra.images import probe_image
+from podinfra.images.reference import Reference, ReferenceError, parse, split_registry, under
 
 # Where the node deploy puts the registry CA on every node; the checks look for it there.
 NODE_CA = "/etc/podinfra/registry-ca.crt"
@@ -251,7 +253,7 @@ class NodeData(_Data):
 
     def pause_digest_in_registry(self) -> str:
         """The digest the local registry holds for the pause tag, asked once a run (RegistryError if not)."""
-        from podinfra.registry import tag_digest  # requests: only for the callers that ask
+        from podinfra.images.registry import tag_digest  # requests: only for the callers that ask
 
         user, password = self.pull_credentials or (None, None)
         ca = str(self.ca) if self.ca else None

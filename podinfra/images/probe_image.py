@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from podinfra.errors import PodinfraError
-from podinfra.oci import Image, build_image
-from podinfra.reference import under
+from podinfra.images.oci import Image, build_image
+from podinfra.images.reference import under
 
 if TYPE_CHECKING:  # requests is not loaded for the inventory data's default image
-    from podinfra.registry import RegistryClient
+    from podinfra.images.registry import RegistryClient
 
 BUSYBOX = Path("/bin/busybox")
 REPOSITORY = "podinfra/probe"
@@ -71,7 +71,7 @@ def push(client: RegistryClient, repository: str, image: Image) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`podinfra probe-image`: build it and push it into the local registry (``--to REGISTRY[/PREFIX]``)."""
-    from podinfra.commands import destination
+    from podinfra.images.cli import destination
 
     client, prefix = destination(args)
     repository = under(prefix, REPOSITORY)

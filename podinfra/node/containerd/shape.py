@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from podinfra import versions
 from podinfra.errors import PodinfraError
-from podinfra.tomlpath import CRI_V1
+from podinfra.node.tomlpath import CRI_V1
 
 IMAGES_V3 = ("plugins", "io.containerd.cri.v1.images")
 _OUTPUT = re.compile(r"^containerd\s+\S+\s+v?(\d+\.\d+\.\d+)", re.MULTILINE)

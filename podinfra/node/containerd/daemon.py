@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from podinfra.containerd.shape import Shape
-from podinfra.tomlpath import lookup
+from podinfra.node.containerd.shape import Shape
+from podinfra.node.tomlpath import lookup
 
 DEFAULT_CONFIG = "/etc/containerd/config.toml"
 DUMP_MARK = "--- dump"

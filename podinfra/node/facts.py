@@ -1,0 +1,105 @@
+"""pyinfra facts about a node's container runtime, kubelet and registry.
+
+from podinfra.node.facts import ContainerdDaemon, ContainerdVersion
+
+version = host.get_fact(ContainerdVersion)        # "2.1.9", or None without containerd
+daemon = host.get_fact(ContainerdDaemon)          # what the running daemon reads
+daemon.changed_since_start()                      # ["/etc/containerd/config.toml"]: a restart is pending
+"""
+
+from __future__ import annotations
+
+from pyinfra.api.command import QuoteString, StringCommand
+from pyinfra.api.facts import FactBase
+
+from podinfra.node.containerd import ctr, daemon
+from podinfra.node.containerd.shape import version_from_output
+from podinfra.node.runtime_files import crio_version_from_output
+
+
+class ContainerdVersion(FactBase[str | None]):
+    """containerd's release, e.g. ``"1.6.20"``, or None where containerd is not installed."""
+
+    def requires_command(self) -> str:
+        return "containerd"
+
+    def command(self) -> str:
+        return "containerd --version"
+
+    def process(self, output: list[str]) -> str | None:
+        return version_from_output("\n".join(output))
+
+
+class CrioVersion(FactBase[str | None]):
+    """CRI-O's release, e.g. ``"1.31.1"``, or None where CRI-O is not installed."""
+
+    def requires_command(self) -> str:
+        return "crio"
+
+    def command(self) -> str:
+        return "crio --version"
+
+    def process(self, output: list[str]) -> str | None:
+        return crio_version_from_output("\n".join(output))
+
+
+class ContainerdDaemon(FactBase[daemon.Daemon | None]):
+    """The running containerd: its PID and start time, the config file it was started with, the files
+    merged into that config with their mtimes, and the effective config (``config dump``)."""
+
+    def requires_command(self) -> str:
+        return "containerd"
+
+    def command(self) -> str:
+        return daemon.PROBE
+
+    def process(self, output: list[str]) -> daemon.Daemon:
+        return daemon.parse(output)
+
+
+class ContainerdImages(FactBase[dict[str, ctr.StoredImage]]):
+    """The images in containerd's ``k8s.io`` namespace (the CRI's), by name."""
+
+    def requires_command(self) -> str:
+        return "ctr"
+
+    def command(self) -> str:
+        return "ctr -n k8s.io images ls"
+
+    def process(self, output: list[str]) -> dict[str, ctr.StoredImage]:
+        return ctr.images("\n".join(output))
+
+    default = dict
+
+
+class ContainerImages(FactBase[set[str]]):
+    """The images containerd's ``k8s.io`` containers were made from (pod sandboxes: their pause)."""
+
+    def requires_command(self) -> str:
+        return "ctr"
+
+    def command(self) -> str:
+        return "ctr -n k8s.io containers ls"
+
+    def process(self, output: list[str]) -> set[str]:
+        return ctr.container_images("\n".join(output))
+
+    default = set
+
+
+class HttpStatus(FactBase[str]):
+    """The HTTP status an anonymous request to `url` gets from the node ("000" when nothing answered)."""
+
+    def requires_command(self, url: str, cacert: str = "") -> str:
+        return "curl"
+
+    def command(self, url: str, cacert: str = "") -> StringCommand:
+        tls = ("--cacert", QuoteString(cacert)) if cacert else ()
+        # `|| true`: curl fails when nothing answers, and "000" is then the answer
+        return StringCommand(
+            "curl", "-sS", "-o", "/dev/null", "-w", "'%{http_code}'", "--max-time", "5", *tls, QuoteString(url),
+            "2>/dev/null", "||", "true",
+        )  # fmt: skip
+
+    def process(self, output: list[str]) -> str:
+        return "".join(output).strip()

@@ -4,7 +4,7 @@ upstream's digests (``podinfra.deploys.mirror``).
 
     PODINFRA_LAB=NAME pyinfra -y inventories/lab.py deploys/mirror.py
 
-Settings: ``podinfra.data.hostdata.MirrorData``; a second run changes nothing.
+Settings: ``podinfra.data.models.MirrorData``; a second run changes nothing.
 """
 
 from podinfra.deploys import in_group, pause_mirror

@@ -4,7 +4,7 @@ pod sandboxes from the local registry's pause image: ``podinfra.deploys.node``.
     PODINFRA_LAB=NAME pyinfra -y inventories/lab.py deploys/node.py
     pyinfra -y inventories/mine.py deploys/node.py --data podinfra_node_group=k8s_workers
 
-Settings: ``podinfra.data.hostdata.node_settings``. All data is checked before any host is touched.
+Settings: ``podinfra.data.settings.node_settings``. All data is checked before any host is touched.
 """
 
 from podinfra.deploys import in_group, node_runtime

@@ -4,7 +4,7 @@ names): docker-registry behind nginx, HTTPS from podinfra's CA, and only the pus
 
     PODINFRA_LAB=NAME pyinfra -y inventories/lab.py deploys/registry.py
 
-Settings: ``podinfra.data.hostdata.RegistryData``. Bad data stops the run before any host is changed.
+Settings: ``podinfra.data.models.RegistryData``. Bad data stops the run before any host is changed.
 """
 
 from podinfra.deploys import in_group, local_registry

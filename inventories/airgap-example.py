@@ -6,7 +6,7 @@ copy it, change names, addresses and secrets.
     pyinfra -y airgap-example.py podinfra.deploys.node_runtime --limit k8s_workers
     podinfra check airgap-example.py --group k8s_workers
 
-Every key podinfra reads is in the README's table (podinfra/data/hostdata.py); bad values stop the run
+Every key podinfra reads is in the README's table (podinfra/data/models.py); bad values stop the run
 before any host is touched, misspelt keys with "did you mean".
 """
 

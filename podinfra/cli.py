@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from podinfra import table
 from podinfra.errors import PodinfraError
-from podinfra.lab.state import CONTAINERD_LINES, DEFAULT_LAB, DEFAULT_SUBNET, DEFAULT_UPSTREAM_PORT, LabConfig
+from podinfra.lab import cli as lab_cli
 from podinfra.versions import UPSTREAM, newest_kubernetes
 
 
@@ -40,63 +38,14 @@ def add_destination_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def _lines(text: str) -> tuple[str, ...]:
-    return tuple(line.strip() for line in text.split(",") if line.strip())
-
-
-def _containerd_option(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument(
-        "--containerd",
-        type=_lines,
-        default=None,
-        metavar="LINE[,LINE...]",
-        help=f"containerd lines given to the nodes in turn, of {', '.join(CONTAINERD_LINES)} (default: {default})",
-    )
-
-
-def _lab_status(name: str, as_json: bool) -> None:
-    from podinfra.lab import lifecycle
-
-    report = lifecycle.status(name)
-    if as_json:
-        print(json.dumps(report, indent=2))
-        return
-    rows = [
-        (n["name"], n["group"], n["address"], f"{n['containerd_version'] or n['containerd']}", n["state"])
-        for n in report["nodes"]
-    ]
-    print(table.render(("NODE", "GROUP", "ADDRESS", "CONTAINERD", "STATE"), rows))
-    upstream = report["registries"]["upstream"]
-    print(f"\nupstream registry  {upstream['address']} ({upstream['state']}, {upstream['reachable_from']})")
-    print(f"local registry     {report['registries']['local']['address']} on node 'registry'")
-    print(f"ssh                ssh -F {report['ssh']['config']} node1")
-    print(f"inventory          PODINFRA_LAB={report['lab']} pyinfra {report['inventory']} ...")
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="podinfra", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
-    lab = commands.add_parser("lab", help="the built-in lab of nspawn nodes")
-    named = argparse.ArgumentParser(add_help=False)
-    named.add_argument(
-        "--name", default=os.environ.get("PODINFRA_LAB", DEFAULT_LAB), help="lab name (env PODINFRA_LAB)"
-    )
-    lab_commands = lab.add_subparsers(dest="lab_command", required=True)
-    up = lab_commands.add_parser("up", parents=[named], help="bring the lab up (safe to repeat)")
-    up.add_argument("--nodes", type=int, default=3, help="Kubernetes nodes, besides the registry node")
-    up.add_argument("--subnet", default=DEFAULT_SUBNET)
-    up.add_argument("--upstream-port", type=int, default=DEFAULT_UPSTREAM_PORT)
-    _containerd_option(up, ",".join(CONTAINERD_LINES))
-    lab_commands.add_parser("down", parents=[named], help="remove everything the lab made")
-    fetch = lab_commands.add_parser("fetch", help="fetch the containerd lines' Debian packages into the cache")
-    _containerd_option(fetch, ",".join(CONTAINERD_LINES))
-    lab_commands.add_parser("reset", parents=[named], help="nodes back to their fresh runtime state")
-    status = lab_commands.add_parser("status", parents=[named], help="nodes, registries, SSH key and inventory")
-    status.add_argument("--json", action="store_true")
+    lab_cli.add_parser(commands)
     demo = commands.add_parser("demo", help="the whole story on the built-in lab: mirror, configure, verify")
     demo.add_argument("--nodes", type=int, default=3)
     demo.add_argument("--kubernetes-version", default=newest_kubernetes(), help="default: the newest in the catalogue")
-    _containerd_option(demo, "the lines that Kubernetes version supports")
+    lab_cli.containerd_option(demo, "the lines that Kubernetes version supports")
     demo.set_defaults(run=_later("podinfra.demo", "main"))
     versions = commands.add_parser("versions", help="the pause tag per Kubernetes minor and containerd line")
     versions.add_argument("--json", action="store_true")
@@ -137,28 +86,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.command != "lab":
-            return int(args.run(args))
-        if args.command == "lab":
-            from podinfra.lab import lifecycle
-
-            if args.lab_command == "up":
-                lines = args.containerd or CONTAINERD_LINES
-                lifecycle.up(LabConfig(args.name, args.subnet, args.nodes, args.upstream_port, lines))
-                _lab_status(args.name, as_json=False)
-            elif args.lab_command == "down":
-                lifecycle.down(args.name)
-            elif args.lab_command == "fetch":
-                for line, version in lifecycle.fetch(args.containerd or CONTAINERD_LINES).items():
-                    print(f"containerd {line}: {version}")
-            elif args.lab_command == "reset":
-                lifecycle.reset(args.name)
-            else:
-                _lab_status(args.name, args.json)
+        return int(args.run(args))
     except (PodinfraError, argparse.ArgumentTypeError) as exc:
         print(f"podinfra: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

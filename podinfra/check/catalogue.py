@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from podinfra import versions
-from podinfra.data.hostdata import NodeData
+from podinfra.data.models import NodeData
 from podinfra.images.reference import cri_name
 from podinfra.images.registry import RegistryError
 

@@ -24,8 +24,8 @@ from pyinfra.api.exceptions import DeployError
 from podinfra.check import report
 from podinfra.check.catalogue import expectations
 from podinfra.check.runner import run_nodes
-from podinfra.data.hostdata import groups, node_settings
 from podinfra.data.inventory import load_inventory
+from podinfra.data.settings import groups, node_settings
 
 
 def _write(target: str, text: str) -> None:

@@ -30,7 +30,7 @@ from pyinfra.api.host import Host
 from podinfra.check.catalogue import CHECKS, CheckResult, Expectations
 from podinfra.check.report import NodeReport, not_run
 from podinfra.data import sshconfig
-from podinfra.data.hostdata import fail
+from podinfra.data.settings import fail
 
 SUITE = Path(importlib.import_module("podinfra.suite").__file__ or "").parent
 # What every node's run imports, loaded once here before the runs are forked. (Nothing here opens a

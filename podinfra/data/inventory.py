@@ -67,7 +67,7 @@ def load_inventory(path: str, data: Iterable[str] = ()) -> Any:
     The file is run with runpy and its groups read as pyinfra's CLI reads them: module-level lists of
     hosts or ``(name, data)`` tuples, ``(hosts, data)`` group tuples, ``group_data/GROUP.py`` next to
     the file or in the working directory, a group named after the file. Host objects are pyinfra's,
-    so ``podinfra.data.hostdata`` reads them as the deploys do.
+    so ``podinfra.data.settings`` reads them as the deploys do.
 
     >>> load_inventory("tests/unit/fleet.py", ["kubernetes_version=1.31"]).get_group("k8s_workers")
     [Host(worker-a), Host(worker-b)]

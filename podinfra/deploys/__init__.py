@@ -11,7 +11,7 @@
 
 or, without a deploy file: ``pyinfra INVENTORY podinfra.deploys.node_runtime --limit k8s_workers``.
 
-Each reads its settings from the host's inventory data (``podinfra.data.hostdata``), checked before
+Each reads its settings from the host's inventory data (``podinfra.data.settings``), checked before
 any host is touched. ``deploys/*.py`` in podinfra's checkout are thin wrappers around them.
 """
 

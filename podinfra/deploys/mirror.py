@@ -4,7 +4,7 @@ inventory's nodes run (several during an upgrade), ``mirror_images``, and check 
 The copy runs from the control host (the side that reaches upstream) into the registry that
 ``deploys/registry.py`` made, as its push user, trusting podinfra's CA. What the registry holds is
 asked first: an image whose tag already names upstream's digest is a no-op, so a second run
-reports no change. Settings: ``podinfra.data.hostdata.MirrorData``; the versions come from the hosts
+reports no change. Settings: ``podinfra.data.models.MirrorData``; the versions come from the hosts
 of ``podinfra_node_group``.
 """
 
@@ -14,7 +14,7 @@ from pyinfra import logger
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host, state
 
-from podinfra.data.hostdata import RegistrySettings, groups, mirror_settings, node_versions, registry_settings
+from podinfra.data.settings import RegistrySettings, groups, mirror_settings, node_versions, registry_settings
 from podinfra.images.probe_image import REFERENCE, ProbeImageError, build
 from podinfra.images.registry import RegistryClient
 from podinfra.node.operations import image_mirrored, probe_image_pushed

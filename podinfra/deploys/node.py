@@ -37,12 +37,13 @@ from pyinfra.facts.server import Which
 from pyinfra.operations import systemd
 
 from podinfra import versions
-from podinfra.data.hostdata import NODE_CA, NodeData, node_settings
+from podinfra.data.models import NODE_CA, NodeData
+from podinfra.data.settings import node_settings
+from podinfra.errors import ConfigError
 from podinfra.images.registry import RegistryError
 from podinfra.node import runtime_files
 from podinfra.node.containerd.config import edit
 from podinfra.node.containerd.daemon import DEFAULT_CONFIG
-from podinfra.node.containerd.shape import ConfigError
 from podinfra.node.facts import ContainerdDaemon, ContainerdVersion, CrioVersion
 from podinfra.node.operations import (
     config_file,
@@ -183,7 +184,7 @@ def kubelet(settings: NodeData, image: str) -> None:
 def node_runtime(settings: NodeData | None = None) -> None:
     """The node's runtime, registry mirrors and kubelet flags set for the local registry's pause image.
 
-    `settings` default to the host's inventory data (``podinfra.data.hostdata.node_settings``).
+    `settings` default to the host's inventory data (``podinfra.data.settings.node_settings``).
 
     **Example:**
 

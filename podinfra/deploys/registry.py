@@ -6,7 +6,7 @@ credential every node holds could replace the pause image for the whole fleet. n
 request instead (the front distribution's own docs describe): reads (GET, HEAD) need any user of
 the htpasswd file, writes need ``registry_push_user``, and the registry itself listens on
 127.0.0.1 only. TLS and the htpasswd file come from the control host (podinfra's CA, or
-certificates the operator provides). Settings: ``podinfra.data.hostdata.RegistryData``.
+certificates the operator provides). Settings: ``podinfra.data.models.RegistryData``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pyinfra.context import host
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from podinfra.data.hostdata import RegistrySettings, registry_settings
+from podinfra.data.settings import RegistrySettings, registry_settings
 from podinfra.node.facts import HttpStatus
-from podinfra.node.runtime_files import TEMPLATES
+from podinfra.render import TEMPLATES
 
 REGISTRY = "docker-registry.service"
 # Debian's unit runs `docker-registry serve /etc/docker/registry/config.yml` as User=docker-registry.
@@ -42,7 +42,7 @@ def backend_port(port: int) -> int:
 def local_registry(settings: RegistrySettings | None = None) -> None:
     """docker-registry behind nginx, answering nodes over HTTPS; a second run changes nothing.
 
-    `settings` default to the host's inventory data (``podinfra.data.hostdata.registry_settings``).
+    `settings` default to the host's inventory data (``podinfra.data.settings.registry_settings``).
 
     **Example:**
 

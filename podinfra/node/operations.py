@@ -33,7 +33,7 @@ from pyinfra.context import host, state
 from pyinfra.facts.files import File, FileContents, Sha256File
 from pyinfra.operations.util.files import generate_color_diff
 
-from podinfra.data.hostdata import MirrorSettings
+from podinfra.data.settings import MirrorSettings
 from podinfra.errors import PodinfraError
 from podinfra.images import probe_image
 from podinfra.images.mirror import RegistrySource, Summary, copy_image, registry_source
@@ -43,8 +43,8 @@ from podinfra.images.registry import RegistryClient
 from podinfra.node.containerd import ctr, daemon
 from podinfra.node.containerd.shape import Shape, runtime_shape
 from podinfra.node.facts import ContainerdDaemon, ContainerdImages, ContainerImages
-from podinfra.node.tomlpath import dotted
 from podinfra.table import plural
+from podinfra.tomlpath import dotted
 
 BACKUP = ".podinfra-backup"
 

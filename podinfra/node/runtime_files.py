@@ -11,26 +11,18 @@ config.toml is edited by :mod:`podinfra.node.containerd.config`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import Any, cast
+from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit
 
-import jinja2
-
 from podinfra import versions
+from podinfra.errors import ConfigError
 from podinfra.images.reference import ReferenceError, parse, split_registry
-from podinfra.node.containerd.shape import ConfigError
-from podinfra.node.tomlpath import dotted
+from podinfra.render import CONTROL, render
 
-# The Jinja2 templates: the repository's templates/, which podinfra/templates links to (and a wheel carries).
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
-# Control characters: never part of a path or value written into a node's config.
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _KUBELET_ARGS = re.compile(r"^(?P<head>\s*(?:export\s+)?KUBELET_KUBEADM_ARGS=)(?P<value>.*?)(?P<tail>\s*)$")
 _PAUSE_FLAG = "pod-infra-container-image"
 
-__all__ = ["ConfigError", "check_image", "crio_dropin", "crio_registries_conf", "hosts_toml", "kubelet_flags", "render"]
+__all__ = ["check_image", "crio_dropin", "crio_registries_conf", "hosts_toml", "kubelet_flags"]
 
 
 def crio_version_from_output(output: str) -> str | None:
@@ -241,42 +233,3 @@ def _with_pause_flag(args: list[str], image: str | None) -> list[str]:
     kept = [arg for i, arg in enumerate(args) if i not in dropped]
     wanted = [f"--{_PAUSE_FLAG}={image}"] if image is not None else []
     return kept[:first] + wanted + kept[first:]
-
-
-def _toml_string(value: str) -> str:
-    """A TOML basic string: ``_toml_string('a"b') == '"a\\\\"b"'``."""
-    escapes = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-    out = []
-    for char in value:
-        if char in escapes:
-            out.append(escapes[char])
-        elif CONTROL.match(char):
-            out.append(f"\\u{ord(char):04X}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_list(values: Sequence[str]) -> str:
-    return "[" + ", ".join(_toml_string(value) for value in values) + "]"
-
-
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,  # TOML, not HTML: every string goes through the `toml` filter instead
-    )
-    filters = cast(dict[str, Callable[..., str]], env.filters)
-    filters["toml"] = _toml_string
-    filters["toml_list"] = _toml_list
-    filters["dotted"] = dotted
-    return env
-
-
-def render(template: str, **values: Any) -> str:
-    """A template of ``templates/`` rendered with `values`; every string value goes through the ``toml`` filter."""
-    return _environment().get_template(template).render(**values).rstrip("\n") + "\n"

@@ -19,9 +19,10 @@ import pytest
 from podinfra.check import catalogue
 from podinfra.check.cri import CONTAINERD_SOCKET, CRIO_SOCKET, CRIError, Runtime, forwarded_socket
 from podinfra.data import sshconfig
-from podinfra.data.hostdata import NODE_CA
+from podinfra.data.models import NODE_CA
+from podinfra.errors import ConfigError
 from podinfra.node.containerd import ctr, daemon
-from podinfra.node.containerd.shape import ConfigError, version_from_output
+from podinfra.node.containerd.shape import version_from_output
 from podinfra.node.runtime_files import crio_version_from_output
 from podinfra.suite import probes
 

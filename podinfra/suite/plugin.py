@@ -108,8 +108,8 @@ def _expectations(config: pytest.Config, name: str) -> catalogue.Expectations:
     inventory_file = config.getoption("podinfra_inventory")
     if not inventory_file:
         raise pytest.UsageError("give --podinfra-inventory=FILE: the nodes' data (kubernetes_version, registry...)")
-    from podinfra.data.hostdata import node_settings
     from podinfra.data.inventory import find_host, load_inventory
+    from podinfra.data.settings import node_settings
 
     found = find_host(load_inventory(inventory_file, config.getoption("podinfra_data")), name)
     return catalogue.expectations(node_settings(found))

@@ -16,15 +16,15 @@ import pytest
 from podinfra import versions
 from podinfra.check.catalogue import CheckResult
 from podinfra.check.cri import CRIError, Runtime
-from podinfra.data.hostdata import NODE_CA
+from podinfra.data.models import NODE_CA
 from podinfra.images.oci import ALL_MANIFEST_TYPES
 from podinfra.node.containerd import ctr
 from podinfra.node.containerd.config import stale_keys
 from podinfra.node.containerd.shape import runtime_shape
 from podinfra.node.runtime_files import kubelet_pause_flag
-from podinfra.node.tomlpath import dotted, lookup
 from podinfra.suite import probes, readers
 from podinfra.suite.node import CRI, Node, done, require
+from podinfra.tomlpath import dotted, lookup
 
 BUSYBOX = "/bin/busybox"
 

@@ -1,6 +1,7 @@
 """Bad inventory data is refused before any host is touched, naming the key and the fix; secrets stay hidden.
 
-hostdata reads pyinfra's Host only through `.name`, `.data.get` and `.data.dict`, so a plain stand-in drives it.
+podinfra.data.settings reads pyinfra's Host only through `.name`, `.data.get` and `.data.dict`, so a plain
+stand-in drives it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 import pytest
 from pyinfra.api.exceptions import DeployError
 
-from podinfra.data import hostdata
+from podinfra.data import models
+from podinfra.data import settings as data
 
 
 @dataclass
@@ -45,7 +47,7 @@ def node(ca: Path, **overrides: Any) -> FakeHost:
 
 
 def test_good_node_data_passes(ca):
-    settings = hostdata.node_settings(node(ca, registry_pull_password="s3cret"))  # type: ignore[arg-type]
+    settings = data.node_settings(node(ca, registry_pull_password="s3cret"))  # type: ignore[arg-type]
     assert (settings.pause_tag, settings.local_registry, settings.pull_credentials) == (
         "3.10",
         "10.0.0.2:5000",
@@ -79,7 +81,7 @@ def test_good_node_data_passes(ca):
 )
 def test_bad_node_data_names_the_key(ca, overrides, key):
     with pytest.raises(DeployError, match=rf"host node1: host data {key}"):
-        hostdata.node_settings(node(ca, **overrides))  # type: ignore[arg-type]
+        data.node_settings(node(ca, **overrides))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -96,16 +98,16 @@ def test_bad_node_data_names_the_key(ca, overrides, key):
 )
 def test_typos_and_numbers_name_the_fix(ca, overrides, message):
     with pytest.raises(DeployError, match=message):
-        hostdata.node_settings(node(ca, **overrides))  # type: ignore[arg-type]
+        data.node_settings(node(ca, **overrides))  # type: ignore[arg-type]
 
 
 def test_keys_of_other_tools_and_of_pyinfra_are_left_alone(ca):
     host = node(ca, ssh_port=2222, _sudo=True, team="platform", node_pool="blue")
-    assert hostdata.node_settings(host).kubernetes_version == "1.31"  # type: ignore[arg-type]
+    assert data.node_settings(host).kubernetes_version == "1.31"  # type: ignore[arg-type]
 
 
 def test_the_system_trust_store_is_said_explicitly(ca):
-    settings = hostdata.node_settings(node(ca, registry_ca="system"))  # type: ignore[arg-type]
+    settings = data.node_settings(node(ca, registry_ca="system"))  # type: ignore[arg-type]
     assert settings.ca is None
 
 
@@ -113,12 +115,12 @@ def test_a_ca_file_that_is_not_a_certificate_is_refused(ca, tmp_path):
     bogus = tmp_path / "ca.crt"
     bogus.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     with pytest.raises(DeployError, match="registry_ca.*not a PEM certificate"):
-        hostdata.node_settings(node(ca, registry_ca=str(bogus)))  # type: ignore[arg-type]
+        data.node_settings(node(ca, registry_ca=str(bogus)))  # type: ignore[arg-type]
 
 
 def test_secrets_are_not_echoed_in_errors(ca):
     with pytest.raises(DeployError) as raised:
-        hostdata.node_settings(node(ca, registry_pull_password=["hunter2"]))  # type: ignore[arg-type]
+        data.node_settings(node(ca, registry_pull_password=["hunter2"]))  # type: ignore[arg-type]
     assert "hunter2" not in str(raised.value)
 
 
@@ -134,17 +136,17 @@ def test_secrets_are_not_echoed_in_errors(ca):
 def test_bad_mirror_data_names_the_key(overrides, key):
     host = FakeHost(Data({"kubernetes_version": "1.31", **overrides}), name="registry")
     with pytest.raises(DeployError, match=key):
-        hostdata.mirror_settings(host)  # type: ignore[arg-type]
+        data.mirror_settings(host)  # type: ignore[arg-type]
 
 
 def test_the_mirror_takes_every_version_the_nodes_run():
     host = FakeHost(Data({}), name="registry")
-    settings = hostdata.mirror_settings(host, ["1.31", "1.36", "1.33"])  # type: ignore[arg-type]
+    settings = data.mirror_settings(host, ["1.31", "1.36", "1.33"])  # type: ignore[arg-type]
     assert [str(i) for i in settings.images] == ["registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10.2"]
     with pytest.raises(DeployError, match="no node names a Kubernetes version"):
-        hostdata.mirror_settings(host)  # type: ignore[arg-type]
+        data.mirror_settings(host)  # type: ignore[arg-type]
 
 
 def test_the_readme_lists_every_key():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert hostdata.keys_table() in readme, "regenerate the table: python -m podinfra.data.hostdata"
+    assert models.keys_table() in readme, "regenerate the table: python -m podinfra.data.models"

@@ -13,8 +13,11 @@ from typing import Any
 
 import pytest
 
-LAB = "citest"
-LAB_ARGS = ("--name", LAB, "--nodes", "3", "--subnet", "10.213.1.0/24", "--upstream-port", "5101")
+# Two checkouts can run their lab tests at once, each on a lab of its own: PODINFRA_TEST_LAB=NAME:THIRD_OCTET.
+LAB, _OCTET = os.environ.get("PODINFRA_TEST_LAB", "citest:1").split(":")
+SUBNET, UPSTREAM_PORT = f"10.213.{_OCTET}.0/24", str(5100 + int(_OCTET))
+REGISTRY = f"10.213.{_OCTET}.2:5000"
+LAB_ARGS = ("--name", LAB, "--nodes", "3", "--subnet", SUBNET, "--upstream-port", UPSTREAM_PORT)
 # node -> its containerd line (lab up gives the lines to the nodes in turn)
 LINES = {"node1": "1.6", "node2": "1.7", "node3": "2.1"}
 NODES = tuple(LINES)

@@ -25,6 +25,7 @@ from .conftest import (
     LAB_ARGS,
     NODES,
     REFUSE,
+    REGISTRY,
     changes,
     podinfra,
     pyinfra,
@@ -267,6 +268,6 @@ def test_credentials_never_reach_output_and_their_files_are_root_only(baseline, 
     for node in NODES:
         for path in (
             "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
-            "/etc/containerd/certs.d/10.213.1.2:5000/hosts.toml",
+            f"/etc/containerd/certs.d/{REGISTRY}/hosts.toml",
         ):
             assert ssh(ssh_config, node, f"stat -c '%a %U %G' {path}").stdout.split() == ["600", "root", "root"]

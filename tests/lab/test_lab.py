@@ -17,7 +17,7 @@ from podinfra.check.cri import Runtime, forwarded_socket
 from podinfra.images.registry import RegistryClient
 from podinfra.lab.image import config_file
 
-from .conftest import LAB, LAB_ARGS, LINES, NODES, leftovers, podinfra, reset_nodes, ssh
+from .conftest import LAB, LAB_ARGS, LINES, NODES, UPSTREAM_PORT, leftovers, podinfra, reset_nodes, ssh
 
 pytestmark = pytest.mark.lab
 
@@ -30,7 +30,7 @@ def test_status_lists_nodes_registries_key_and_inventory(lab):
     versions = {n["name"]: n["containerd_version"] for n in lab["nodes"]}
     assert versions["node2"].startswith("1.7.") and versions["node3"].startswith("2.1."), versions
     assert lab["ssh"]["user"] == "root" and os.path.exists(lab["ssh"]["key"])
-    assert lab["upstream"] == "127.0.0.1:5101"
+    assert lab["upstream"] == f"127.0.0.1:{UPSTREAM_PORT}"
     assert lab["inventory"].endswith("inventories/lab.py")
 
 

@@ -12,8 +12,8 @@ from pyinfra.api.exceptions import DeployError
 
 from podinfra.check import catalogue, runner
 from podinfra.data import pki
-from podinfra.data.hostdata import node_settings
 from podinfra.data.inventory import find_host, load_inventory, parse_data
+from podinfra.data.settings import node_settings
 from podinfra.images.probe_image import REFERENCE as DEFAULT_PROBE_IMAGE
 
 DIGEST = "sha256:" + "a" * 64

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from podinfra.errors import ConfigError
 from podinfra.node.containerd.config import edit, stale_keys
-from podinfra.node.containerd.shape import ConfigError, runtime_shape, version_from_output
+from podinfra.node.containerd.shape import runtime_shape, version_from_output
 from tests.unit.goldens import golden
 
 IMAGE = "10.213.0.2:5000/pause:3.10"

@@ -290,7 +290,7 @@ def test_failed_fails_the_host_with_its_one_line(caplog):
 
 
 def test_an_image_the_registry_holds_is_not_copied_again_and_a_missing_one_is(upstream, registry):
-    from podinfra.data.hostdata import MirrorSettings
+    from podinfra.data.settings import MirrorSettings
     from podinfra.images.reference import parse
 
     mirror = MirrorSettings((), upstream.host, True, None, "")
@@ -307,7 +307,7 @@ def test_an_image_the_registry_holds_is_not_copied_again_and_a_missing_one_is(up
 
 
 def test_the_probe_image_is_pushed_once(registry):
-    from podinfra.data.hostdata import MirrorSettings
+    from podinfra.data.settings import MirrorSettings
     from podinfra.images.probe_image import build
 
     image, fake = build(), FakeHost({})

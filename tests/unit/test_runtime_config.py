@@ -8,8 +8,8 @@ import tomllib
 
 import pytest
 
+from podinfra.errors import ConfigError
 from podinfra.node import runtime_files
-from podinfra.node.runtime_files import ConfigError
 from tests.unit.goldens import golden
 
 IMAGE = "10.213.0.2:5000/pause:3.10"

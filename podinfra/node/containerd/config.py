@@ -24,9 +24,11 @@ import tomlkit
 from tomlkit.items import Item, String, Table
 from tomlkit.toml_document import TOMLDocument
 
-from podinfra.node.containerd.shape import ConfigError, Shape, file_shape, runtime_shape
-from podinfra.node.runtime_files import CONTROL, check_image, render
-from podinfra.node.tomlpath import CRI_V1, dotted, lookup
+from podinfra.errors import ConfigError
+from podinfra.node.containerd.shape import Shape, file_shape, runtime_shape
+from podinfra.node.runtime_files import check_image
+from podinfra.render import CONTROL, render
+from podinfra.tomlpath import CRI_V1, dotted, lookup
 
 DEFAULT_CONFIG_PATH = "/etc/containerd/certs.d"
 # In a version 3/4 file these 1.x keys are ignored by containerd 2.0-2.2 (it logs "Ignoring unknown key

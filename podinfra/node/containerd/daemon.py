@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import Any
 
 from podinfra.node.containerd.shape import Shape
-from podinfra.node.tomlpath import lookup
+from podinfra.tomlpath import lookup
 
 DEFAULT_CONFIG = "/etc/containerd/config.toml"
 DUMP_MARK = "--- dump"

@@ -19,15 +19,11 @@ import re
 from dataclasses import dataclass
 
 from podinfra import versions
-from podinfra.errors import PodinfraError
-from podinfra.node.tomlpath import CRI_V1
+from podinfra.errors import ConfigError
+from podinfra.tomlpath import CRI_V1
 
 IMAGES_V3 = ("plugins", "io.containerd.cri.v1.images")
 _OUTPUT = re.compile(r"^containerd\s+\S+\s+v?(\d+\.\d+\.\d+)", re.MULTILINE)
-
-
-class ConfigError(PodinfraError, ValueError):
-    """Settings or a node file podinfra will not write; the message names the fix."""
 
 
 @dataclass(frozen=True)

@@ -83,12 +83,30 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _bad_input(exc: Exception) -> bool:
+    """What an operator's input causes: podinfra's own errors, pyinfra's inventory and data errors (known
+    by module, so that commands that do not use pyinfra do not import it), files that cannot be read."""
+    return isinstance(exc, (PodinfraError, argparse.ArgumentTypeError, OSError, ValueError)) or type(
+        exc
+    ).__module__.startswith("pyinfra.")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """0: every node passed (or the command did its work); 1: a node failed; 2: usage, inventory or data
+    error, one line naming the key or flag and its fix, never a traceback; 130: interrupted."""
+    args = parser().parse_args(argv)  # usage errors: argparse's own line, exit 2
     try:
         return int(args.run(args))
-    except (PodinfraError, argparse.ArgumentTypeError) as exc:
-        print(f"podinfra: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("podinfra: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("PODINFRA_TRACEBACK"):
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__  # one line, whatever the message held
+        if not _bad_input(exc):  # a podinfra bug: still one line, the traceback on request
+            text = f"unexpected {type(exc).__name__}: {text} (PODINFRA_TRACEBACK=1 shows where)"
+        print(f"podinfra: {text}", file=sys.stderr)
         return 2
 
 

@@ -32,7 +32,6 @@ from typing import Any
 from labtools import PODINFRA, progress, run
 
 from podinfra import versions
-
 from podinfra.images import oci
 from podinfra.images.mirror import Verified
 from podinfra.images.registry import RegistryClient

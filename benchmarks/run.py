@@ -45,12 +45,13 @@ import checkbench
 import labtools
 import mirrorbench
 import nodebench
+import plot
 import report
 from labtools import PODINFRA, PYINFRA, Lab, progress, run
 
+from podinfra.images.registry import RegistryClient
 from podinfra.lab import lifecycle
 from podinfra.lab.state import LabError, LabState
-from podinfra.images.registry import RegistryClient
 
 HERE = Path(__file__).resolve().parent
 MIB_PER_NODE_GUARD = 256  # refuse a lab that would leave the machine short (a node needs far less, see RESULTS)
@@ -323,7 +324,7 @@ def write(results: dict[str, Any], out: Path) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     text = report.markdown(results)
     (out / "RESULTS.md").write_text(text)
-    report.plot(results, out / "results.png")
+    plot.plot(results, out / "results.png")
     print(text)
     progress(f"wrote {out / 'RESULTS.md'}, {out / 'results.png'}, {out / 'results.json'}")
 

@@ -51,6 +51,10 @@ def node_table(nodes: Results) -> str:
     return table([*header, "ratio re-run"], rows)
 
 
+def fleet21_table(fleet: Results) -> str:
+    return node_table(fleet["nodes"])
+
+
 def human_bytes(value: int | None) -> str:
     if value is None:
         return "-"
@@ -99,7 +103,9 @@ def per_added_node(check: Results, tool: str) -> float | None:
     sizes = check[tool]
     if not {"1", "10"} <= set(sizes):
         return None
-    return (statistics.median(sizes["10"]["control_cpu"]) - statistics.median(sizes["1"]["control_cpu"])) / 9
+    ten: float = statistics.median(sizes["10"]["control_cpu"])
+    one: float = statistics.median(sizes["1"]["control_cpu"])
+    return (ten - one) / 9
 
 
 def check_table(results: Results) -> str:
@@ -115,9 +121,8 @@ def check_table(results: Results) -> str:
              cell(nodes_cpu(x)),
              f"{p['outcome']} / {x['outcome']}"]
         )  # fmt: skip
-    added = {tool: per_added_node(check, tool) for tool in CHECK_LABELS}
-    if all(value is not None for value in added.values()):
-        p, x = added["podinfra"], added["xdist"]
+    p, x = (per_added_node(check, tool) for tool in CHECK_LABELS)
+    if p is not None and x is not None:
         rows.append(["CPU per added node (10 vs 1)", "", "", "", f"{p:.2f} s", f"{x:.2f} s",
                      ratio([p], [x], CPU_WORDS), "", "", ""])  # fmt: skip
     header = ["nodes", "podinfra check (wall)", "pytest -n N (wall)", "ratio wall", "CPU of podinfra check",
@@ -175,7 +180,6 @@ def capacity(scale: dict[str, Any]) -> str:
         f"**about {bounds[binding]} idle nodes**, bound by {binding}; {others}; one lab (a /24) holds at most 244. "
         "Busy nodes are bound by the 2 cores long before that (see the CPU columns of `podinfra check`)"
     )
-
 
 
 LARGE_LABELS = {"podinfra": "podinfra mirror", "skopeo": "skopeo sync --all", "crane": "crane copy"}
@@ -252,5 +256,3 @@ def archive_table(large: Results) -> str:
     )  # fmt: skip
     header = ["tool", "export", "import", "export + import", "peak RSS, export", "peak RSS, import", "archive bytes"]
     return table(header, rows)
-
-

@@ -103,7 +103,6 @@ def check_lines(check: Results, wall: Any, cpu: Any) -> None:
     cpu.legend()
 
 
-
 def plot_large(large: Results, times: Any, memory: Any) -> None:
     colours = {"podinfra": "tab:blue", "skopeo": "tab:green", "crane": "tab:red"}
     phases = [("cold", "cold copy"), ("recopy", "re-copy")]

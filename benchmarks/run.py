@@ -46,6 +46,7 @@ import labtools
 import mirrorbench
 import nodebench
 import plot
+import readme
 import report
 from labtools import PODINFRA, PYINFRA, Lab, progress, run
 
@@ -325,6 +326,8 @@ def write(results: dict[str, Any], out: Path) -> None:
     text = report.markdown(results)
     (out / "RESULTS.md").write_text(text)
     plot.plot(results, out / "results.png")
+    if out.resolve() == HERE:  # the published results: the README's table follows them
+        readme.README.write_text(readme.rewrite(readme.README.read_text(), results))
     print(text)
     progress(f"wrote {out / 'RESULTS.md'}, {out / 'results.png'}, {out / 'results.json'}")
 

@@ -247,21 +247,35 @@ def show_versions(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "kubernetes": {
-                        k: {"pause": v, "kubelet_flag": versions.kubelet_takes_pause_flag(k)}
+                        k: {
+                            "pause": v,
+                            "kubelet_flag": versions.kubelet_takes_pause_flag(k),
+                            "read_at": versions.KUBERNETES_PAUSE_READ_AT.get(k, f"v{k}.0"),
+                        }
                         for k, v in versions.KUBERNETES_PAUSE.items()
                     },
+                    "kubernetes_source": versions.KUBERNETES_PAUSE_SOURCE,
                     "containerd_default_pause": versions.CONTAINERD_PAUSE,
+                    "containerd_source": versions.CONTAINERD_PAUSE_SOURCE,
                 },
                 indent=2,
             )
         )
         return 0
     rows = [
-        (k, f"{UPSTREAM}/pause:{v}", "yes" if versions.kubelet_takes_pause_flag(k) else "no (removed)")
+        (
+            k,
+            f"{UPSTREAM}/pause:{v}",
+            "yes" if versions.kubelet_takes_pause_flag(k) else "no (removed)",
+            versions.KUBERNETES_PAUSE_READ_AT.get(k, f"v{k}.0"),
+        )
         for k, v in versions.KUBERNETES_PAUSE.items()
     ]
-    print(table.render(("KUBERNETES", "PAUSE (kubeadm)", "KUBELET --pod-infra-container-image"), rows))
+    heads = ("KUBERNETES", "PAUSE (kubeadm)", "KUBELET --pod-infra-container-image", "READ AT")
+    print(table.render(heads, rows))
+    print(f"source: {versions.KUBERNETES_PAUSE_SOURCE}")
     print()
     defaults = [(c, f"{UPSTREAM}/pause:{v}") for c, v in versions.CONTAINERD_PAUSE.items()]
     print(table.render(("CONTAINERD", "DEFAULT SANDBOX IMAGE"), defaults))
+    print(f"source: {versions.CONTAINERD_PAUSE_SOURCE}; 2.4 at v2.4.0-beta.0")
     return 0

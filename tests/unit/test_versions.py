@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -6,23 +9,15 @@ from podinfra import versions
 from podinfra.images.reference import ReferenceError, parse, split_registry
 from podinfra.versions import VersionError
 
+KUBEADM = json.loads((Path(__file__).parent / "fixtures" / "kubeadm_pause.json").read_text())
 
-@pytest.mark.parametrize(
-    ("kubernetes", "tag"),
-    [
-        ("1.24", "3.7"),
-        ("1.25", "3.8"),
-        ("v1.26.3", "3.9"),
-        ("1.30", "3.9"),
-        ("1.31.0-rc.1", "3.10"),
-        ("1.33", "3.10"),
-        ("1.34", "3.10.1"),
-        ("1.35", "3.10.1"),
-        ("1.36", "3.10.2"),
-    ],
-)
-def test_kubeadm_pause_per_minor(kubernetes, tag):
-    assert versions.pause_tag(kubernetes) == tag
+
+def test_the_catalogue_is_kubeadms_pause_version_of_every_recorded_release():
+    recorded = KUBEADM["releases"]
+    assert {release: versions.pause_tag(release) for release in recorded} == recorded
+    # every minor the catalogue names was recorded, at its .0 release or the one KUBERNETES_PAUSE_READ_AT names
+    read_at = {m: versions.KUBERNETES_PAUSE_READ_AT.get(m, f"v{m}.0") for m in versions.KUBERNETES_PAUSE}
+    assert {m: recorded[tag] for m, tag in read_at.items()} == versions.KUBERNETES_PAUSE
 
 
 def test_containerd_defaults_and_kubelet_flag():
@@ -36,7 +31,7 @@ def test_containerd_defaults_and_kubelet_flag():
     ]
     assert versions.containerd_default_pause("2.4.0-beta.0") == "3.10.2"
     assert versions.kubelet_takes_pause_flag("1.34") and not versions.kubelet_takes_pause_flag("1.35")
-    assert versions.newest_kubernetes() == "1.36"
+    assert versions.newest_kubernetes() == "1.37"
 
 
 @pytest.mark.parametrize(
@@ -70,8 +65,8 @@ def test_kubernetes_1_36_needs_containerd_2():
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ("1.23", "knows 1.24 to 1.36"),
-        ("1.37", "knows 1.24 to 1.36"),
+        ("1.23", "knows 1.24 to 1.37"),
+        ("1.38", "knows 1.24 to 1.37"),
         ("latest", "not a version"),
         ("1", "not a version"),
         ("", "not a version"),
@@ -119,3 +114,16 @@ def test_registry_with_prefix():
     assert split_registry("10.0.0.2:5000/mirror/") == ("10.0.0.2:5000", "mirror")
     with pytest.raises(ReferenceError, match="without a scheme"):
         split_registry("https://10.0.0.2:5000")
+
+
+def test_podinfra_versions_lists_1_37_with_its_pause_and_source(capsys):
+    from podinfra.cli import main
+
+    assert main(["versions"]) == 0
+    out = capsys.readouterr().out
+    assert "1.37        registry.k8s.io/pause:3.10.2" in out and "v1.37.0-rc.0" in out
+    assert "kubernetes/minikube" in out and "DefaultSandboxImage" in out
+    assert main(["versions", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["kubernetes"]["1.37"] == {"pause": "3.10.2", "kubelet_flag": False, "read_at": "v1.37.0-rc.0"}
+    assert "minikube" in shown["kubernetes_source"]

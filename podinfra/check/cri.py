@@ -71,9 +71,12 @@ def forwarded_socket(
         try:
             deadline = time.monotonic() + timeout
             while not local.exists():
-                if (forward and forward.poll() is not None) or time.monotonic() > deadline:
-                    err = forward.stderr.read().decode().strip() if forward and forward.stderr else ""
-                    raise CRIError(f"cannot forward {host}:{remote}: {err or 'timed out'}")
+                exited = forward is not None and forward.poll() is not None
+                if exited or time.monotonic() > deadline:
+                    err = forward.stderr.read().decode().strip() if forward and exited and forward.stderr else ""
+                    if err:
+                        raise CRIError(f"cannot forward {host}:{remote}: {err}")
+                    raise CRIError(f"cannot forward {host}:{remote}: timed out after {timeout:g}s", "DEADLINE_EXCEEDED")
                 time.sleep(0.02)
             yield f"unix://{local}"
         finally:

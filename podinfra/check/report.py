@@ -41,6 +41,16 @@ def not_run(node: str, reason: str, duration: float = 0.0) -> NodeReport:
     return NodeReport(node, results, duration)
 
 
+def timed_out(node: str, limit: float, duration: float) -> NodeReport:
+    """Every check WARN (not proved) for a node whose run passed `podinfra check --timeout`: slow is not FAIL."""
+    fix = (
+        "The node was too slow for its checks to end within `podinfra check --timeout`: check it again when it "
+        "is less busy, or give it more time (--timeout, and host data check_probe_timeout for each check's waits)."
+    )
+    actual = f"not checked: the node's run passed --timeout {limit:g}s"
+    return NodeReport(node, [c.result("warn", actual=actual, remediation=fix) for c in CHECKS], duration)
+
+
 def counts(reports: Sequence[NodeReport]) -> dict[str, int]:
     """kube-bench's totals: ``total_pass``, ``total_fail``, ``total_warn``, ``total_info``."""
     return {f"total_{s}": sum(r.status == s for n in reports for r in n.results) for s in STATUSES}

@@ -28,7 +28,7 @@ from typing import Any
 from pyinfra.api.host import Host
 
 from podinfra.check.catalogue import CHECKS, CheckResult, Expectations
-from podinfra.check.report import NodeReport, not_run
+from podinfra.check.report import NodeReport, not_run, timed_out
 from podinfra.data import sshconfig
 from podinfra.data.settings import fail
 
@@ -181,7 +181,7 @@ def run_nodes(
                 elapsed = time.monotonic() - run.started
                 if run.running() and elapsed > timeout:
                     _stop([run], grace=10)
-                    reports[run.node] = not_run(run.node, f"timed out after {timeout:.0f}s", elapsed)
+                    reports[run.node] = timed_out(run.node, timeout, elapsed)
                 elif not run.running():
                     reports[run.node] = run.report()
                 else:

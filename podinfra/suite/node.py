@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import tomllib
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,10 +22,11 @@ from podinfra.check.cri import CONTAINERD_SOCKET, CRIO_SOCKET, CRIError, Runtime
 from podinfra.data import sshconfig
 from podinfra.data.models import NODE_CA
 from podinfra.errors import ConfigError
+from podinfra.images.oci import ALL_MANIFEST_TYPES
 from podinfra.node.containerd import ctr, daemon
 from podinfra.node.containerd.shape import version_from_output
 from podinfra.node.runtime_files import crio_version_from_output
-from podinfra.suite import probes
+from podinfra.suite import probes, readers, waits
 
 RESULTS = pytest.StashKey[dict[str, dict[str, catalogue.CheckResult]]]()
 NOTES = pytest.StashKey[dict[str, list[str]]]()
@@ -158,6 +160,25 @@ class Node:
             argv.append(command)
         return subprocess.run(argv, input=data, capture_output=True, timeout=timeout, check=False)
 
+    def get_manifest(self, url: str, ca: str, left: float) -> tuple[int, int, dict[str, str], str]:
+        """One GET of a manifest with curl on the node, as its runtime would ask (its CA, its pull credentials),
+        given at most 10 s and no more than `left`: (curl's rc, HTTP status, headers, curl's error)."""
+        settings = self.expect.settings
+        seconds = max(2, min(10, round(left)))
+        command = f"curl -sS -m {seconds} -o /dev/null -D - -H 'Accept: {', '.join(ALL_MANIFEST_TYPES)}'"
+        if settings.ca:
+            command += f" --cacert '{ca}'"
+        stdin = b""
+        if settings.pull_credentials:  # on stdin: no command line on either side ever shows it
+            command += " -K -"
+            stdin = readers.curl_config(*settings.pull_credentials)
+        try:
+            reply = self.run_input(f"{command} '{url}'", stdin, timeout=seconds + 20)
+        except subprocess.TimeoutExpired:
+            return 255, 0, {}, f"ssh to the node did not return within {seconds + 20}s"
+        status, headers = readers.http_reply(reply.stdout.decode(errors="replace"))
+        return reply.returncode, status, headers, reply.stderr.decode(errors="replace").strip()[:300]
+
 
 def connect(host: Any, name: str, expect: catalogue.Expectations, workdir: Path) -> Node:
     """The node, asked for its snapshot: which runtime it runs, and everything the checks read."""
@@ -214,6 +235,8 @@ class CRI:
     answer: tuple[str, str] = ("", "")
     error: str = ""
     removed_leftovers: int = 0
+    slow: bool = False  # the error is a deadline passed, not an answer
+    limit: float = 0.0
 
     @property
     def leftovers_note(self) -> str:
@@ -223,6 +246,8 @@ class CRI:
 
     def get(self) -> Runtime:
         if self.runtime is None:
+            if self.slow:  # slow is WARN, not a missing CRI
+                raise waits.Slow(f"the CRI on {self.socket}", self.limit, self.limit, self.error)
             pytest.fail(f"no CRI: {self.error}")
         return self.runtime
 
@@ -230,19 +255,20 @@ class CRI:
 def open_cri(node: Node, stack: ExitStack) -> CRI:
     """The CRI over an SSH-forwarded socket (closed with `stack`); leftovers of interrupted probes removed."""
     socket = node.expect.settings.cri_socket or (CONTAINERD_SOCKET if node.runtime == "containerd" else CRIO_SOCKET)
+    limit = node.expect.settings.check_probe_timeout
     try:
         target = (
             f"unix://{socket}"
             if node.ssh_config is None
-            else stack.enter_context(forwarded_socket(node.ssh_config, node.alias, socket))
+            else stack.enter_context(forwarded_socket(node.ssh_config, node.alias, socket, limit))
         )
-        runtime = Runtime(target, timeout=node.expect.settings.check_probe_timeout)
+        runtime = Runtime(target, timeout=limit)
         stack.callback(runtime.close)
         answer = runtime.version()
         with probes.held_interrupts():
             removed = probes.remove_leftovers(runtime)
     except CRIError as e:
-        return CRI(None, socket, error=f"{socket}: {e}")
+        return CRI(None, socket, error=f"{socket}: {e}", slow=waits.is_slow(e), limit=limit)
     return CRI(runtime, socket, answer, removed_leftovers=len(removed))
 
 
@@ -253,3 +279,36 @@ def require(done: dict[str, catalogue.CheckResult], record: catalogue.CheckResul
     if failed:
         record.warn(f"not run: check {', '.join(failed)} failed")
         pytest.skip(record.actual)
+
+
+def stored(node: Node, cri: CRI, name: str) -> tuple[str | None, dict[str, str]]:
+    """(digest, labels) of `name` in the runtime's image store; (None, {}) when absent."""
+    name = readers.store_key(name)
+    if node.runtime == "containerd":
+        image = node.images().get(name)
+        return (image.digest, image.labels) if image else (None, {})
+    info = cri.get().image_status(name)
+    if info is None:
+        return None, {}
+    digests = [d.split("@", 1)[1] for d in info.repo_digests if d.split("@", 1)[0] == ctr.repository(name)]
+    return (digests[0] if digests else None), {}
+
+
+def mirror_route(node: Node) -> tuple[str, str, str]:
+    """(URL of the pause manifest as the runtime would ask for it, CA file on the node, where the route came from)."""
+    expect, settings = node.expect, node.expect.settings
+    canonical = settings.sandbox_image_mode == "canonical"
+    repo = "pause" if canonical else settings.pause_repository
+    prefix = f"/{settings.registry_prefix}" if settings.registry_prefix and canonical else ""
+    route, ca, source = f"https://{settings.local_registry}/v2{prefix}", NODE_CA, "inventory (no hosts.toml)"
+    if node.runtime == "containerd":
+        path = f"{settings.containerd_certs_dir}/{expect.mirror_for}/hosts.toml"
+        text = node.read(path)
+        try:
+            endpoints = [e for e in readers.hosts_endpoints(text) if "resolve" in e.capabilities] if text else []
+        except tomllib.TOMLDecodeError:
+            endpoints = []
+        if endpoints:
+            route, source = endpoints[0].api_root, path
+            ca = endpoints[0].ca[0] if endpoints[0].ca else NODE_CA
+    return f"{route}/{repo}/manifests/{settings.pause_tag}", ca, source

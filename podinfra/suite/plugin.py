@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from podinfra.check import catalogue
+from podinfra.suite import waits
 from podinfra.suite.node import (
     CRI,
     NOTES,
@@ -170,7 +171,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if result is None:
         result = entry.result()
     result.duration += report.duration
-    if report.skipped and result.status not in ("warn", "info"):
+    if report.failed and call.excinfo is not None and waits.is_slow(call.excinfo.value):
+        # Too slow is not a wrong answer: WARN with the wait and its limit, and skipped for pytest too.
+        slow = str(call.excinfo.value).strip().splitlines()[0] if str(call.excinfo.value).strip() else "timed out"
+        result.warn((f"{result.actual}; " if result.actual and result.status != "warn" else "") + slow)
+        result.remediation = waits.SLOW_REMEDIATION
+        report.outcome, report.longrepr = "skipped", (str(item.path), item.location[1] or 0, f"WARN: {slow}")
+    elif report.skipped and result.status not in ("warn", "info"):
         # Not run (a check it needs failed, or a skip with no verdict): not proved, so WARN.
         message = getattr(call.excinfo.value, "msg", call.excinfo.value) if call.excinfo else ""
         result.warn(result.actual or str(message))

@@ -8,7 +8,6 @@ image and so hide the very drift a check found.
 from __future__ import annotations
 
 import hashlib
-import time
 import tomllib
 
 import pytest
@@ -16,30 +15,15 @@ import pytest
 from podinfra import versions
 from podinfra.check.catalogue import CheckResult
 from podinfra.check.cri import CRIError, Runtime
-from podinfra.data.models import NODE_CA
-from podinfra.images.oci import ALL_MANIFEST_TYPES
 from podinfra.node.containerd import ctr
 from podinfra.node.containerd.config import stale_keys
 from podinfra.node.containerd.shape import runtime_shape
 from podinfra.node.runtime_files import kubelet_pause_flag
-from podinfra.suite import probes, readers
-from podinfra.suite.node import CRI, Node, done, require
+from podinfra.suite import probes, readers, waits
+from podinfra.suite.node import CRI, Node, done, mirror_route, require, stored
 from podinfra.tomlpath import dotted, lookup
 
 BUSYBOX = "/bin/busybox"
-
-
-def _stored(node: Node, cri: CRI, name: str) -> tuple[str | None, dict[str, str]]:
-    """(digest, labels) of `name` in the runtime's image store; (None, {}) when absent."""
-    name = readers.store_key(name)
-    if node.runtime == "containerd":
-        image = node.images().get(name)
-        return (image.digest, image.labels) if image else (None, {})
-    info = cri.get().image_status(name)
-    if info is None:
-        return None, {}
-    digests = [d.split("@", 1)[1] for d in info.repo_digests if d.split("@", 1)[0] == ctr.repository(name)]
-    return (digests[0] if digests else None), {}
 
 
 @pytest.mark.check("1")
@@ -180,7 +164,7 @@ def test_kubelet_flag_agrees_with_the_runtime(node: Node, record: CheckResult) -
 def test_pause_image_is_stored_with_its_digest_and_pinned(node: Node, cri: CRI, record: CheckResult) -> None:
     expect = node.expect
     record.expected = f"{expect.store_name} at {expect.digest or '(digest unknown)'} ({expect.digest_source}), pinned"
-    digest, labels = _stored(node, cri, expect.store_name)
+    digest, labels = stored(node, cri, expect.store_name)
     if digest is None:
         record.actual = f"{expect.store_name} is not in the image store"
         pytest.fail(record.actual)
@@ -204,48 +188,23 @@ def test_pause_image_is_stored_with_its_digest_and_pinned(node: Node, cri: CRI, 
         record.remediation = "Upgrade containerd to 1.6.22, 1.7.3 or later: they honour the pinned label."
 
 
-def _mirror_route(node: Node) -> tuple[str, str, str]:
-    """(URL of the pause manifest as the runtime would ask for it, CA file on the node, where the route came from)."""
-    expect, settings = node.expect, node.expect.settings
-    canonical = settings.sandbox_image_mode == "canonical"
-    repo = "pause" if canonical else settings.pause_repository
-    prefix = f"/{settings.registry_prefix}" if settings.registry_prefix and canonical else ""
-    route, ca, source = f"https://{settings.local_registry}/v2{prefix}", NODE_CA, "inventory (no hosts.toml)"
-    if node.runtime == "containerd":
-        path = f"{settings.containerd_certs_dir}/{expect.mirror_for}/hosts.toml"
-        text = node.read(path)
-        try:
-            endpoints = [e for e in readers.hosts_endpoints(text) if "resolve" in e.capabilities] if text else []
-        except tomllib.TOMLDecodeError:
-            endpoints = []
-        if endpoints:
-            route, source = endpoints[0].api_root, path
-            ca = endpoints[0].ca[0] if endpoints[0].ca else NODE_CA
-    return f"{route}/{repo}/manifests/{settings.pause_tag}", ca, source
-
-
 @pytest.mark.check("6")
 def test_node_resolves_pause_at_its_mirror_and_not_upstream(node: Node, record: CheckResult) -> None:
     expect, settings = node.expect, node.expect.settings
-    url, ca, source = _mirror_route(node)
+    url, ca, source = mirror_route(node)
     gap = f"{settings.airgap_probe} unreachable" if settings.airgap_probe else "the air gap checked (airgap_probe)"
     record.expected = f"HTTP 200 with digest {expect.digest or '(any)'} at the node's mirror; {gap}"
-    command = f"curl -sS -m 10 -o /dev/null -D - -H 'Accept: {', '.join(ALL_MANIFEST_TYPES)}'"
-    if settings.ca:
-        command += f" --cacert '{ca}'"
-    stdin = b""
-    if settings.pull_credentials:  # on stdin: no command line on either side ever shows it
-        command += " -K -"
-        stdin = readers.curl_config(*settings.pull_credentials)
-    reply = node.run_input(f"{command} '{url}'", stdin)
-    status, headers = readers.http_reply(reply.stdout.decode(errors="replace"))
+    (rc, status, headers, error), waited = waits.wait_for(
+        f"{url} (from {source})",
+        lambda left: node.get_manifest(url, ca, left),
+        lambda answer: waits.registry_pending(answer[0], answer[1]),
+        waits.Deadline(settings.check_probe_timeout),
+        describe=lambda answer: f"HTTP {answer[1]}" if answer[1] else answer[3] or f"curl rc {answer[0]}",
+    )
     digest = headers.get("docker-content-digest")
     problems = []
-    if reply.returncode != 0 or status != 200:
-        error = reply.stderr.decode(errors="replace").strip()[:300]
-        problems.append(
-            f"{url} (from {source}): " + (f"HTTP {status}" if status else error or f"rc {reply.returncode}")
-        )
+    if rc != 0 or status != 200:
+        problems.append(f"{url} (from {source}): " + (f"HTTP {status}" if status else error or f"rc {rc}"))
         record.remediation = (
             f"The node cannot resolve pause:{settings.pause_tag} at {url}: mirror it into the registry that URL names "
             "(deploys/mirror.py, or `podinfra mirror`), or point hosts.toml at the registry that holds it "
@@ -253,6 +212,7 @@ def test_node_resolves_pause_at_its_mirror_and_not_upstream(node: Node, record: 
         )
     elif expect.digest and digest != expect.digest:
         problems.append(f"{url} serves {digest}")
+    latency = f" after {waited:.1f}s" if waited >= 1 else ""
     if settings.airgap_probe:
         rc, message = node.airgap()
         # 6: no name, 7: no route or refused, 28: timed out; anything else means a connection was made.
@@ -264,7 +224,7 @@ def test_node_resolves_pause_at_its_mirror_and_not_upstream(node: Node, record: 
             )
         else:
             gap = f"{settings.airgap_probe} unreachable ({message.strip().removeprefix('curl: ')[:120]})"
-    record.actual = "; ".join(problems) or f"{url} (from {source}): HTTP 200, {digest}; {gap}"
+    record.actual = "; ".join(problems) or f"{url} (from {source}): HTTP 200{latency}, {digest}; {gap}"
     assert not problems, record.actual
     if not settings.airgap_probe:
         record.warn(f"{record.actual}: the air gap was not checked (no airgap_probe)")
@@ -276,22 +236,22 @@ def test_probe_sandbox_starts_from_the_expected_pause(
     node: Node, cri: CRI, record: CheckResult, request: pytest.FixtureRequest
 ) -> None:
     require(done(request.config, node.name), record, ("1", "2", "3", "4", "5", "6"))
-    expect, timeout = node.expect, node.expect.settings.check_probe_timeout
-    record.expected = f"Ready within {timeout:.0f}s from {expect.sandbox_image} ({expect.digest}), a pod IP, removed"
+    expect, limit = node.expect, node.expect.settings.check_probe_timeout
+    record.expected = f"Ready within {limit:g}s from {expect.sandbox_image} ({expect.digest}), a pod IP, removed"
     runtime = cri.get()
-    started = time.monotonic()
+    deadline = waits.Deadline(limit)  # from before RunPodSandbox: Ready counts from the ask
     with probes.held_interrupts() as checkpoint, probes.probe_sandbox(runtime) as sandbox_id:
-        status = runtime.sandbox_status(sandbox_id)
-        while status.state != "SANDBOX_READY" and time.monotonic() - started < timeout:
-            checkpoint()
-            time.sleep(0.2)
-            status = runtime.sandbox_status(sandbox_id)
-        ready = time.monotonic() - started
-        digest, _ = _stored(node, cri, status.image) if status.image else (None, {})
+        status, ready = waits.wait_for(
+            "the probe sandbox to become Ready",
+            lambda left: runtime.sandbox_status(sandbox_id),
+            lambda found: found.state != "SANDBOX_READY",
+            deadline,
+            describe=lambda found: found.state,
+            between=checkpoint,
+        )
+        digest, _ = stored(node, cri, status.image) if status.image else (None, {})
     gone = sandbox_id not in runtime.sandboxes()
     problems = []
-    if status.state != "SANDBOX_READY":
-        problems.append(f"{status.state} after {ready:.1f}s")
     if digest is None or digest != expect.digest:
         problems.append(f"sandbox image {status.image or '(none)'} is {digest}")
     if not status.ip:
@@ -304,8 +264,9 @@ def test_probe_sandbox_starts_from_the_expected_pause(
     assert not problems, record.actual
 
 
-def _sh(runtime: Runtime, container: str, script: str, timeout: int = 10) -> str:
-    result = runtime.exec_sync(container, [BUSYBOX, "sh", "-c", script], timeout=timeout)
+def _sh(runtime: Runtime, container: str, script: str, left: float) -> str:
+    """`script`'s output in the container, given what is left of the check's budget (at least 2 s)."""
+    result = runtime.exec_sync(container, [BUSYBOX, "sh", "-c", script], timeout=max(2, round(left)))
     if result.exit_code != 0:
         raise AssertionError(f"`{script}` exited {result.exit_code}: {(result.stderr or result.stdout).strip()[:200]}")
     return result.stdout
@@ -345,23 +306,49 @@ def test_pause_holds_the_pods_namespaces(
         runtime.start_container(app)
         checkpoint()
 
-        # Few execs (each is a runc exec on the node): one reads PID 1 and the addresses, one makes an orphan
-        # (its parent, a subshell, exits at once) and watches what becomes of it.
-        init, _, seen = _sh(runtime, app, f"{BUSYBOX} cat /proc/1/comm; {BUSYBOX} ip -o -4 addr show").partition("\n")
-        steps.append(f"PID 1 is {init}")
-        assert init == "pause", "; ".join(steps)
+        # Few execs (each is a runc exec on the node): one reads PID 1 and the addresses, again until PID 1 is no
+        # longer runc's init (RunPodSandbox returns before the sandbox's init has exec'd pause); one makes an
+        # orphan (its parent, a subshell, exits at once); then one a look until it is reaped.
+        limit = node.expect.settings.check_probe_timeout
+        looked, waited = waits.wait_for(
+            "pause to become PID 1",
+            lambda left: _sh(runtime, app, f"{BUSYBOX} cat /proc/1/comm; {BUSYBOX} ip -o -4 addr show", left),
+            lambda out: out.startswith("runc:"),
+            waits.Deadline(limit),
+            describe=lambda out: f"PID 1 is {out.partition(chr(10))[0]}",
+            between=checkpoint,
+        )
+        init, _, seen = looked.partition("\n")
+        steps.append(f"PID 1 is {init}" + (f" (after {waited:.1f}s)" if waited >= 1 else ""))
+        record.actual = "; ".join(steps)
+        assert init == "pause", record.actual
 
+        deadline = waits.Deadline(limit)
         orphan_script = (
             f"b={BUSYBOX}; pid=$( ($b sleep 0.3 </dev/null >/dev/null 2>&1 & echo $!) ); "
-            "ppid=$($b grep PPid /proc/$pid/status 2>/dev/null | $b cut -f2); "
-            "i=0; while [ -e /proc/$pid ] && [ $i -lt 50 ]; do $b sleep 0.1; i=$((i+1)); done; "
-            "if [ -e /proc/$pid ]; then state=$($b grep State /proc/$pid/status | $b cut -f2); else state=reaped; fi; "
-            'echo "$pid ${ppid:-gone} $state"'
+            'ppid=$($b grep PPid /proc/$pid/status 2>/dev/null | $b cut -f2); echo "$pid ${ppid:-gone}"'
         )
-        orphan, parent, state = _sh(runtime, app, orphan_script).strip().split(" ", 2)
-        steps.append(f"orphan {orphan} re-parented to {parent}, then {state}")
+        orphan, parent = _sh(runtime, app, orphan_script, deadline.left()).split()
+        steps.append(f"orphan {orphan} re-parented to {parent}")
         record.actual = "; ".join(steps)
-        assert parent in ("1", "gone") and state == "reaped", record.actual
+        assert parent in ("1", "gone"), record.actual
+        look = f's=$({BUSYBOX} grep State /proc/{orphan}/status 2>/dev/null | {BUSYBOX} cut -f2); echo "${{s:-reaped}}"'
+        try:
+            state, waited = waits.wait_for(
+                f"orphan {orphan} to be reaped",
+                lambda left: _sh(runtime, app, look, left).strip(),
+                lambda found: found != "reaped",
+                deadline,
+                between=checkpoint,
+            )
+        except waits.Slow as slow:
+            if waits.orphan_verdict(slow.last) == "fail":
+                steps[-1] += f", then still {slow.last} {slow.waited:.1f}s later: pause does not reap it"
+                record.actual = "; ".join(steps)
+                pytest.fail(record.actual)
+            raise
+        steps[-1] += f", then {state}" + (f" (after {waited:.1f}s)" if waited >= 1 else "")
+        record.actual = "; ".join(steps)
 
         steps.append(f"app sees {ip}" if f"inet {ip}/" in seen else f"app does not see {ip}: {seen.strip()[:200]}")
         record.actual = "; ".join(steps)
@@ -373,7 +360,7 @@ def test_pause_holds_the_pods_namespaces(
         runtime.remove_container(app)
         app = runtime.create_container(sandbox_id, "app", image, command, attempt=1, share_pid=True)
         runtime.start_container(app)
-        again = _sh(runtime, app, f"{BUSYBOX} ip -o -4 addr show")
+        again = _sh(runtime, app, f"{BUSYBOX} ip -o -4 addr show", limit)
         kept = f"inet {ip}/" in again and runtime.sandbox_status(sandbox_id).ip == ip
         steps.append(f"app killed ({killed}) and started again: IP {'kept' if kept else 'changed'}")
         record.actual = "; ".join(steps)

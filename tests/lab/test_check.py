@@ -25,8 +25,9 @@ import pytest
 
 from podinfra.check.catalogue import PROBE_LABELS, PROBE_NAMESPACE
 from podinfra.check.cri import Runtime, forwarded_socket
+from podinfra.images.oci import ALL_MANIFEST_TYPES
 
-from .conftest import LAB, LINES, NODES, PODINFRA, pyinfra, ssh
+from .conftest import LAB, LINES, NODES, PODINFRA, REGISTRY, pyinfra, ssh
 
 pytestmark = pytest.mark.lab
 ENV = {**os.environ, "PODINFRA_LAB": LAB, "PODINFRA_KUBERNETES_VERSION": "1.31"}
@@ -118,6 +119,62 @@ def test_without_airgap_probe_the_air_gap_is_a_warning_not_a_pass(fleet, tmp_pat
     assert rc == 0, out
     assert result(report, "node2", "6")["status"] == "WARN"
     assert "the air gap was not checked (no airgap_probe)" in result(report, "node2", "6")["actual_value"]
+
+
+TEXT: dict = {"capture_output": True, "text": True, "check": False}
+LOAD_SECONDS = 300  # every busy loop ends by itself after this, whatever happens to the test
+
+
+def _busy(ssh_config: Path, host: str, loops: int = 4) -> list[str]:
+    """`loops` busy shells on `host`, each bounded by `timeout`: their pids."""
+    start = f"setsid timeout {LOAD_SECONDS} sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 & echo $!"
+    return ssh(ssh_config, host, f"for i in $(seq {loops}); do {start}; done").stdout.split()
+
+
+def _pulling(fleet, clients: int, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """`clients` concurrent GETs of the pause manifest through the registry's front, as the pull user, over and
+    over (curl --parallel), until killed."""
+    pki = Path(fleet["state_root"]) / LAB / "pki"
+    password = json.loads((pki / "registry" / "users.json").read_text())["pull"]
+    auth, config = tmp_path / "auth.curlrc", tmp_path / "pulls.curlrc"
+    url = f"https://{REGISTRY}/v2/pause/manifests/3.10"
+    accept = ", ".join(ALL_MANIFEST_TYPES)
+    lines = [f'user = "pull:{password}"', f'cacert = "{pki / "ca.crt"}"', f'header = "Accept: {accept}"']
+    auth.write_text("\n".join(lines) + "\n")
+    config.write_text("\n".join(lines + [f'url = "{url}"\noutput = "/dev/null"'] * 1000) + "\n")
+    once = subprocess.run(["curl", "-sS", "-K", str(auth), "-o", "/dev/null", "-w", "%{http_code}", url], **TEXT)
+    assert once.stdout == "200", once.stdout + once.stderr  # what the load asks is answered
+    loop = f"while :; do curl -s -Z --parallel-max {clients} -K {config} >/dev/null 2>&1; done"
+    return subprocess.Popen(["sh", "-c", loop], start_new_session=True)
+
+
+def test_loaded_nodes_and_a_loaded_registry_give_no_false_fail(fleet, ssh_config, tmp_path):
+    """Four busy loops in every node and in the registry host, and 50 clients pulling the pause manifest through
+    the registry's front: every check still passes, or (a wait past its budget) warns naming the wait and its
+    limit. A healthy node is never FAIL for being slow."""
+    busy: dict[str, list[str]] = {}
+    pulls = None
+    try:
+        busy = {host: _busy(ssh_config, host) for host in (*NODES, "registry")}
+        pulls = _pulling(fleet, 50, tmp_path)
+        rc, report, out = run_check(fleet, tmp_path)
+    finally:
+        if pulls is not None:
+            os.killpg(pulls.pid, signal.SIGKILL)
+            pulls.wait()
+        for host, pids in busy.items():
+            ssh(ssh_config, host, f"kill {' '.join(pids)}", check=False)
+    assert rc == 0, out
+    found = statuses(report)
+    wrong = {n: {c: s for c, s in checks.items() if s not in (EXPECTED[n][c], "WARN")} for n, checks in found.items()}
+    assert wrong == {node: {} for node in NODES}, out
+    slow = [
+        result(report, node, c)["actual_value"]
+        for node, checks in found.items()
+        for c, status in checks.items()
+        if status == "WARN" and EXPECTED[node][c] != "WARN"
+    ]
+    assert all("check_probe_timeout" in actual or "--timeout" in actual for actual in slow), slow
 
 
 HOSTS_TOML = "/etc/containerd/certs.d/registry.k8s.io/hosts.toml"

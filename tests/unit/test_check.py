@@ -175,5 +175,7 @@ def test_nodes_run_in_parallel_and_a_hung_node_times_out(inventory: Path, monkey
     elapsed = time.monotonic() - started
     assert [r.node for r in reports] == hosts
     assert all(not r.failed for r in reports[:9])
-    assert reports[9].failed and "timed out after 3s" in reports[9].results[0].actual
+    # slow is not a wrong answer: every check of the hung node WARN, naming the limit
+    assert not reports[9].failed and {r.status for r in reports[9].results} == {"warn"}
+    assert "passed --timeout 3s" in reports[9].results[0].actual
     assert elapsed < 6, f"10 nodes took {elapsed:.1f}s"

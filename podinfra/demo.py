@@ -54,7 +54,9 @@ def deploy(name: str, env: dict[str, str]) -> dict[str, int]:
 
 def main(args: Any) -> int:
     """`podinfra demo`: the lab's containerd lines default to those the Kubernetes version supports."""
-    versions.pause_tag(args.kubernetes_version)  # an unsupported version stops here, before the lab is touched
+    versions.pause_tag(
+        args.kubernetes_version, "the demo runs a minor of the catalogue"
+    )  # an unsupported version stops here, before the lab is touched
     lines = args.containerd or tuple(
         line for line in CONTAINERD_LINES if versions.containerd_supported(args.kubernetes_version, line)
     )

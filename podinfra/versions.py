@@ -59,6 +59,8 @@ CONTAINERD_2_REQUIRED = "1.36"
 # containerd 1.6.22 and 1.7.3; every 2.x release has them.
 PINS_FROM = {"1.6": (1, 6, 22), "1.7": (1, 7, 3)}
 
+# The OCI distribution spec's tag grammar: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+][0-9A-Za-z.-]+)?$")
 _RELEASE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:[~+-][0-9A-Za-z.~+-]*)?$")  # Debian's too: 1.7.24~ds1-6
 
@@ -88,9 +90,33 @@ def _lookup(table: dict[str, str], version: str, what: str) -> str:
     return table[wanted]
 
 
-def pause_tag(kubernetes_version: str) -> str:
-    """The pause tag kubeadm expects, e.g. ``pause_tag("1.31") == "3.10"``."""
-    return _lookup(KUBERNETES_PAUSE, kubernetes_version, "Kubernetes")
+# What an operator does about a minor the catalogue lacks, for the inventory data and for the command line.
+DATA_FIX = "set pause_tag to the tag kubeadm {minor} uses (kubeadm config images list)"
+CLI_FIX = "give --image registry.k8s.io/pause:TAG with the tag kubeadm {minor} uses (kubeadm config images list)"
+
+
+def pause_tag(kubernetes_version: str, fix: str = DATA_FIX) -> str:
+    """The pause tag kubeadm expects, e.g. ``pause_tag("1.31") == "3.10"``; a minor the catalogue lacks
+    raises VersionError naming the range and `fix`."""
+    wanted = minor(kubernetes_version)
+    if wanted not in KUBERNETES_PAUSE:
+        known = sorted(KUBERNETES_PAUSE, key=_key)
+        raise VersionError(
+            f"Kubernetes {wanted} is not in podinfra's catalogue ({known[0]} to {known[-1]}): "
+            + fix.format(minor=wanted)
+        )
+    return KUBERNETES_PAUSE[wanted]
+
+
+def in_catalogue(kubernetes_version: str) -> bool:
+    return minor(kubernetes_version) in KUBERNETES_PAUSE
+
+
+def check_tag(tag: str) -> str:
+    """`tag` when it is an OCI tag (``3.10.2``, ``v1_x``), else VersionError."""
+    if not _TAG.match(tag):
+        raise VersionError(f"{tag!r} is not an image tag: letters, digits, _ . - (not first), up to 128")
+    return tag
 
 
 def containerd_default_pause(containerd_version: str) -> str:
@@ -126,7 +152,7 @@ def containerd_supported(kubernetes_version: str, containerd_version: str) -> bo
 
 
 def kubelet_takes_pause_flag(kubernetes_version: str) -> bool:
-    pause_tag(kubernetes_version)
+    """Whether this minor's kubelet accepts --pod-infra-container-image (any minor, in the catalogue or not)."""
     return _key(minor(kubernetes_version)) < _key(KUBELET_FLAG_REMOVED)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from podinfra import versions
 from podinfra.data import pki
@@ -53,8 +53,22 @@ def _version(value: Any) -> str:
         )
     if not isinstance(value, str):
         raise TypeError('a string such as "1.31"')
-    versions.pause_tag(value)
+    versions.minor(value)
     return value
+
+
+def _pause_tag(value: Any, info: ValidationInfo) -> str | None:
+    """pause_tag as given (an OCI tag); when unset, the node's minor must be in the catalogue."""
+    if value is not None:
+        return versions.check_tag(value) if isinstance(value, str) else _not_a_tag(value)
+    kubernetes = info.data.get("kubernetes_version")
+    if kubernetes is not None:
+        versions.pause_tag(kubernetes)  # VersionError: the minor is unknown, and it names pause_tag
+    return None
+
+
+def _not_a_tag(value: Any) -> str:
+    raise TypeError(f'{value!r} is not a string: quote the tag, e.g. "3.10.2"')
 
 
 def _registry_host(value: Any) -> str:
@@ -143,12 +157,44 @@ class _Data(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class NodeData(_Data):
-    """Host data of the nodes (``podinfra_node_group``): what ``deploys/node.py`` applies and the checks expect."""
+class PauseChoice(_Data):
+    """The node's Kubernetes minor and the pause tag it takes: the catalogue's, or ``pause_tag``."""
 
     kubernetes_version: VersionText = Field(
         description='The node\'s Kubernetes minor, e.g. "1.31": it picks the pause tag (`podinfra versions`).'
     )
+    pause_tag: str | None = Field(
+        None,
+        validate_default=True,
+        description="The pause tag for a minor podinfra's catalogue lacks (`kubeadm config images list`); "
+        "over a known minor's tag, a warning.",
+    )
+
+    @field_validator("pause_tag", mode="before")
+    @classmethod
+    def _known_minor_or_tag(cls, value: Any, info: ValidationInfo) -> str | None:
+        try:
+            return _pause_tag(value, info)
+        except (TypeError, versions.VersionError) as error:
+            raise ValueError(str(error)) from None
+
+    @property
+    def pause(self) -> str:
+        """The pause tag the node takes: ``pause_tag`` when given, else the catalogue's for its minor."""
+        return self.pause_tag or versions.pause_tag(self.kubernetes_version)
+
+    @property
+    def overridden(self) -> str | None:
+        """The catalogue's tag that ``pause_tag`` replaces for a minor the catalogue knows (a warning), else None."""
+        if self.pause_tag is None or not versions.in_catalogue(self.kubernetes_version):
+            return None
+        known = versions.pause_tag(self.kubernetes_version)
+        return known if known != self.pause_tag else None
+
+
+class NodeData(PauseChoice):
+    """Host data of the nodes (``podinfra_node_group``): what ``deploys/node.py`` applies and the checks expect."""
+
     local_registry: RegistryHost = Field(description="HOST[:PORT] of the registry the nodes pull from.")
     registry_ca: Annotated[
         Path | Literal["system"],
@@ -219,10 +265,6 @@ class NodeData(_Data):
     )
 
     @property
-    def pause_tag(self) -> str:
-        return versions.pause_tag(self.kubernetes_version)
-
-    @property
     def pause_repository(self) -> str:
         """The pause repository in the local registry, e.g. "pause" or "k8s/pause"."""
         return under(self.registry_prefix, "pause")
@@ -249,14 +291,14 @@ class NodeData(_Data):
 
         user, password = self.pull_credentials or (None, None)
         ca = str(self.ca) if self.ca else None
-        return tag_digest(f"https://{self.local_registry}", self.pause_repository, self.pause_tag, ca, user, password)
+        return tag_digest(f"https://{self.local_registry}", self.pause_repository, self.pause, ca, user, password)
 
     def sandbox_image(self, digest: str | None) -> str:
         """The reference the runtime is told: the canonical name, or ("local" mode) the local
         reference, pinned by `digest` when it is known."""
         if self.sandbox_image_mode == "canonical":
-            return f"{versions.UPSTREAM}/pause:{self.pause_tag}"
-        local = f"{self.local_registry}/{self.pause_repository}:{self.pause_tag}"
+            return f"{versions.UPSTREAM}/pause:{self.pause}"
+        local = f"{self.local_registry}/{self.pause_repository}:{self.pause}"
         return f"{local}@{digest}" if digest else local
 
     def __repr_args__(self) -> Any:  # passwords stay out of repr

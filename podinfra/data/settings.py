@@ -2,7 +2,7 @@
 material and htpasswd made from it (on the control host).
 
     settings = node_settings(host)      # NodeData: what deploys/node.py applies and the checks expect
-    settings.pause_tag                  # "3.10" for kubernetes_version "1.31"
+    settings.pause                      # "3.10" for kubernetes_version "1.31" (or host data pause_tag)
 """
 
 import difflib
@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pyinfra import logger
 from pyinfra.api.exceptions import DeployError
 from pyinfra.api.host import Host
 
 from podinfra import versions
 from podinfra.data import pki
-from podinfra.data.models import DEFAULT_USERS, KEYS, GroupData, MirrorData, NodeData, RegistryData, _version
+from podinfra.data.models import DEFAULT_USERS, KEYS, GroupData, MirrorData, NodeData, PauseChoice, RegistryData
 from podinfra.images.reference import Reference, parse
 
 M = TypeVar("M", bound=BaseModel)
@@ -72,12 +73,22 @@ def read(model: type[M], host: Host) -> M:
         if first["type"] == "missing":
             raise fail(host, name, f"required: {field.description}") from None
         fix = str(first["msg"]).removeprefix("Value error, ")
-        raise fail(host, name, fix, given.get(name), show=not _secret(model, name)) from None
+        raise fail(host, name, fix, given.get(name), show=name in given and not _secret(model, name)) from None
 
 
 def node_settings(host: Host) -> NodeData:
-    """The node's data (:class:`NodeData`), checked."""
-    return read(NodeData, host)
+    """The node's data (:class:`NodeData`), checked; a ``pause_tag`` that overrides the catalogue is warned of."""
+    settings = read(NodeData, host)
+    warn_override(host, settings)
+    return settings
+
+
+def warn_override(host: Host, choice: PauseChoice) -> None:
+    if choice.overridden:
+        logger.warning(
+            f"host {host.name}: host data pause_tag={choice.pause_tag!r} overrides the catalogue's "
+            f"{choice.overridden} for Kubernetes {versions.minor(choice.kubernetes_version)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -155,15 +166,15 @@ class MirrorSettings:
     prefix: str
 
 
-def mirror_settings(host: Host, kubernetes_versions: Iterable[str] = ()) -> MirrorSettings:
-    """The pause tag of each of `kubernetes_versions` (the nodes' own, for a fleet mid-upgrade) and of the
-    host's own ``kubernetes_version`` when set, plus ``mirror_images``."""
+def mirror_settings(host: Host, pause_tags: Iterable[str] = ()) -> MirrorSettings:
+    """The pause tags of the nodes (`pause_tags`, several for a fleet mid-upgrade: :func:`node_pause_tags`)
+    and of the host's own ``kubernetes_version`` (or ``pause_tag``) when set, plus ``mirror_images``."""
     data = read(MirrorData, host)
-    own = host.data.get("kubernetes_version")
-    wanted = [*kubernetes_versions, *([_checked_version(host, own)] if own is not None else [])]
+    own = [pause_choice(host).pause] if host.data.get("kubernetes_version") is not None else []
+    wanted = {*pause_tags, *own}
     if not wanted:
         raise fail(host, "kubernetes_version", "required: no node names a Kubernetes version, and this host does not")
-    tags = sorted({versions.pause_tag(v) for v in wanted}, key=lambda t: [int(p) for p in t.split(".")])
+    tags = sorted(wanted, key=_tag_order)
     images = [parse(f"{versions.UPSTREAM}/pause:{tag}") for tag in tags] + [parse(i) for i in data.mirror_images]
     return MirrorSettings(
         tuple(dict.fromkeys(images)), data.pause_source, data.pause_source_insecure, data.pause_source_ca,
@@ -171,16 +182,21 @@ def mirror_settings(host: Host, kubernetes_versions: Iterable[str] = ()) -> Mirr
     )  # fmt: skip
 
 
-def node_versions(hosts: Iterable[Host]) -> list[str]:
-    """Each node's ``kubernetes_version``, checked (a fleet mid-upgrade runs several)."""
-    return [_checked_version(node, node.data.get("kubernetes_version")) for node in hosts]
+def _tag_order(tag: str) -> tuple[tuple[int, str], ...]:
+    # 3.9 before 3.10; a tag that is not dotted numbers sorts by its text
+    return tuple((int(part), "") if part.isdigit() else (-1, part) for part in tag.split("."))
 
 
-def _checked_version(host: Host, value: Any) -> str:
-    try:
-        return _version(value)
-    except (TypeError, ValueError) as e:
-        raise fail(host, "kubernetes_version", str(e), value, show=True) from None
+def pause_choice(host: Host) -> PauseChoice:
+    """The host's ``kubernetes_version`` and ``pause_tag`` alone, checked (the mirror reads only these)."""
+    choice = read(PauseChoice, host)
+    warn_override(host, choice)
+    return choice
+
+
+def node_pause_tags(hosts: Iterable[Host]) -> list[str]:
+    """Each node's pause tag (a fleet mid-upgrade runs several)."""
+    return [pause_choice(node).pause for node in hosts]
 
 
 def groups(host: Host) -> GroupData:

@@ -1,5 +1,6 @@
 """Into the local registry, with upstream's digests: the pause tag of every Kubernetes version the
-inventory's nodes run (several during an upgrade), ``mirror_images``, and check 8's probe image.
+inventory's nodes run (several during an upgrade; a node's ``pause_tag`` where it gives one),
+``mirror_images``, and check 8's probe image.
 
 The copy runs from the control host (the side that reaches upstream) into the registry that
 ``deploys/registry.py`` made, as its push user, trusting podinfra's CA. What the registry holds is
@@ -14,7 +15,7 @@ from pyinfra import logger
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host, state
 
-from podinfra.data.settings import RegistrySettings, groups, mirror_settings, node_versions, registry_settings
+from podinfra.data.settings import RegistrySettings, groups, mirror_settings, node_pause_tags, registry_settings
 from podinfra.images.probe_image import REFERENCE, ProbeImageError, build
 from podinfra.images.registry import RegistryClient
 from podinfra.node.operations import image_mirrored, probe_image_pushed
@@ -33,7 +34,7 @@ def pause_mirror(registry: RegistrySettings | None = None) -> None:
         pause_mirror()
     """
     nodes = state.inventory.get_group(groups(host).podinfra_node_group, [])
-    mirror = mirror_settings(host, node_versions(nodes))
+    mirror = mirror_settings(host, node_pause_tags(nodes))
     registry = registry or registry_settings(host)
     dest = RegistryClient(
         registry.url,

@@ -124,7 +124,7 @@ def _size(n: float) -> str:
 
 def requested_images(args: argparse.Namespace) -> list[Reference]:
     """Validate everything asked for before any registry is contacted."""
-    refs = [parse(f"{UPSTREAM}/pause:{versions.pause_tag(v)}") for v in args.kubernetes_version]
+    refs = [parse(f"{UPSTREAM}/pause:{versions.pause_tag(v, versions.CLI_FIX)}") for v in args.kubernetes_version]
     refs += [parse(text) for text in args.image]
     if not refs:
         raise argparse.ArgumentTypeError("nothing to copy: give --kubernetes-version and/or --image")

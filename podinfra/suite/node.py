@@ -311,4 +311,4 @@ def mirror_route(node: Node) -> tuple[str, str, str]:
         if endpoints:
             route, source = endpoints[0].api_root, path
             ca = endpoints[0].ca[0] if endpoints[0].ca else NODE_CA
-    return f"{route}/{repo}/manifests/{settings.pause_tag}", ca, source
+    return f"{route}/{repo}/manifests/{settings.pause}", ca, source

@@ -206,7 +206,7 @@ def test_node_resolves_pause_at_its_mirror_and_not_upstream(node: Node, record: 
     if rc != 0 or status != 200:
         problems.append(f"{url} (from {source}): " + (f"HTTP {status}" if status else error or f"rc {rc}"))
         record.remediation = (
-            f"The node cannot resolve pause:{settings.pause_tag} at {url}: mirror it into the registry that URL names "
+            f"The node cannot resolve pause:{settings.pause} at {url}: mirror it into the registry that URL names "
             "(deploys/mirror.py, or `podinfra mirror`), or point hosts.toml at the registry that holds it "
             "(deploys/node.py); for TLS or 401 errors, check the CA and the pull credentials."
         )

@@ -48,7 +48,7 @@ def node(ca: Path, **overrides: Any) -> FakeHost:
 
 def test_good_node_data_passes(ca):
     settings = data.node_settings(node(ca, registry_pull_password="s3cret"))  # type: ignore[arg-type]
-    assert (settings.pause_tag, settings.local_registry, settings.pull_credentials) == (
+    assert (settings.pause, settings.local_registry, settings.pull_credentials) == (
         "3.10",
         "10.0.0.2:5000",
         ("pull", "s3cret"),
@@ -59,7 +59,9 @@ def test_good_node_data_passes(ca):
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [
-        ({"kubernetes_version": "1.99"}, "kubernetes_version"),
+        ({"kubernetes_version": "1.99"}, "pause_tag"),
+        ({"kubernetes_version": "1.99", "pause_tag": "3.10 2"}, "pause_tag"),
+        ({"kubernetes_version": "1.99", "pause_tag": 3.11}, "pause_tag"),
         ({"kubernetes_version": 1.31}, "kubernetes_version"),
         ({"kubernetes_version": None}, "kubernetes_version"),
         ({"local_registry": "https://10.0.0.2:5000"}, "local_registry"),
@@ -141,10 +143,50 @@ def test_bad_mirror_data_names_the_key(overrides, key):
 
 def test_the_mirror_takes_every_version_the_nodes_run():
     host = FakeHost(Data({}), name="registry")
-    settings = data.mirror_settings(host, ["1.31", "1.36", "1.33"])  # type: ignore[arg-type]
-    assert [str(i) for i in settings.images] == ["registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10.2"]
+    nodes = [FakeHost(Data({"kubernetes_version": v})) for v in ("1.31", "1.36", "1.33")]
+    nodes.append(FakeHost(Data({"kubernetes_version": "1.38", "pause_tag": "3.11"}), name="node4"))
+    settings = data.mirror_settings(host, data.node_pause_tags(nodes))  # type: ignore[arg-type]
+    assert [str(i) for i in settings.images] == [
+        "registry.k8s.io/pause:3.10",
+        "registry.k8s.io/pause:3.10.2",
+        "registry.k8s.io/pause:3.11",
+    ]
     with pytest.raises(DeployError, match="no node names a Kubernetes version"):
         data.mirror_settings(host)  # type: ignore[arg-type]
+
+
+def test_an_unknown_minor_is_refused_naming_pause_tag(ca):
+    with pytest.raises(DeployError) as raised:
+        data.node_settings(node(ca, kubernetes_version="1.38"))  # type: ignore[arg-type]
+    assert str(raised.value) == (
+        "host node1: host data pause_tag: Kubernetes 1.38 is not in podinfra's catalogue (1.24 to 1.37): "
+        "set pause_tag to the tag kubeadm 1.38 uses (kubeadm config images list)"
+    )
+
+
+def test_an_unknown_minor_runs_with_pause_tag(ca, caplog):
+    settings = data.node_settings(node(ca, kubernetes_version="1.38", pause_tag="3.11"))  # type: ignore[arg-type]
+    assert settings.pause == "3.11" and settings.sandbox_image(None) == "registry.k8s.io/pause:3.11"
+    local = settings.model_copy(update={"sandbox_image_mode": "local"})
+    assert local.sandbox_image("sha256:" + "a" * 64) == "10.0.0.2:5000/pause:3.11@sha256:" + "a" * 64
+    assert "overrides" not in caplog.text
+
+
+@pytest.mark.parametrize("bad", ["", "3.10 2", "-3.10", ".3", "a" * 129, "3.10/x", "3.10@sha256"])
+def test_pause_tag_is_an_oci_tag(ca, bad):
+    with pytest.raises(DeployError, match=rf"host data pause_tag={bad!r}: {bad!r} is not an image tag"):
+        data.node_settings(node(ca, kubernetes_version="1.38", pause_tag=bad))  # type: ignore[arg-type]
+
+
+def test_pause_tag_over_the_catalogue_is_warned_of(ca, caplog):
+    settings = data.node_settings(node(ca, kubernetes_version="1.37", pause_tag="3.10.3"))  # type: ignore[arg-type]
+    assert settings.pause == "3.10.3"
+    assert "host node1: host data pause_tag='3.10.3' overrides the catalogue's 3.10.2 for Kubernetes 1.37" in (
+        caplog.text
+    )
+    caplog.clear()
+    data.node_settings(node(ca, kubernetes_version="1.37", pause_tag="3.10.2"))  # type: ignore[arg-type]
+    assert "overrides" not in caplog.text  # the same tag overrides nothing
 
 
 def test_the_readme_lists_every_key():

@@ -147,7 +147,10 @@ def test_mirror_deploy_puts_upstream_digests_in_the_registry_and_then_changes_no
 def test_bad_inventory_data_fails_before_any_host_is_touched(lab):
     result = pyinfra(lab, "mirror", "1.99", "--json")
     assert result.returncode != 0
-    assert "kubernetes_version" in result.stderr + result.stdout and "1.24 to 1.37" in result.stderr + result.stdout
+    assert (
+        "pause_tag" in result.stderr + result.stdout
+        and "(1.24 to 1.37): set pause_tag" in result.stderr + result.stdout
+    )
     assert "Beginning operation run" not in result.stderr + result.stdout
 
 

@@ -65,8 +65,8 @@ def test_kubernetes_1_36_needs_containerd_2():
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ("1.23", "knows 1.24 to 1.37"),
-        ("1.38", "knows 1.24 to 1.37"),
+        ("1.23", r"Kubernetes 1.23 is not in podinfra.s catalogue \(1.24 to 1.37\): set pause_tag"),
+        ("1.38", "the tag kubeadm 1.38 uses"),
         ("latest", "not a version"),
         ("1", "not a version"),
         ("", "not a version"),

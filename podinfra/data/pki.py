@@ -1,5 +1,5 @@
 """The registry's secrets, made on the control host: a CA, server certificates from it, passwords
-and a bcrypt htpasswd file.
+and an htpasswd file (bcrypt for the push user, salted SHA-1 for the read-only users: see ensure_htpasswd).
 
 Every ``ensure_*`` function reuses what it finds when it still fits, so a deploy that calls them
 on every run uploads the same bytes and reports no change. Keys and passwords are written 0600
@@ -8,7 +8,10 @@ into 0700 directories, atomically (a crash never leaves half a key).
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import hashlib
+import hmac
 import ipaddress
 import json
 import os
@@ -31,9 +34,10 @@ SERVER_DAYS = 365
 RENEW_BEFORE = timedelta(days=30)
 # Node clocks may run a little behind the control host's.
 BACKDATE = timedelta(minutes=5)
-# distribution checks the password on every request (Basic auth, no session): the cost is paid
-# per blob a node pulls. 10 is about 70 ms here; 12 would be 4x that.
+# The registry front checks the password on every request (Basic auth, no session): the cost is paid
+# per blob a node pulls. 10 is about 70 ms here; 12 would be 4x that. Only the push user pays it.
 BCRYPT_ROUNDS = 10
+SSHA = "{SSHA}"  # nginx's auth_basic reads it: base64(sha1(password + salt) + salt)
 
 IssuerKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -148,30 +152,51 @@ def check_htpasswd_users(users: Mapping[str, str]) -> None:
             raise PkiError(f"user {user!r}: the password must be 1 to 72 bytes long")
 
 
-def ensure_htpasswd(path: Path, users: Mapping[str, str]) -> Path:
-    """An htpasswd file (bcrypt) for exactly ``users``; left alone while it still verifies them.
+def ensure_htpasswd(path: Path, users: Mapping[str, str], push_user: str) -> Path:
+    """An htpasswd file for exactly ``users``; left alone while it still verifies them (and their schemes).
 
-    bcrypt salts every hash, so rewriting it on each run would change the file every time."""
+    `push_user`'s entry is bcrypt. Every other user may only read, and its password sits in cleartext in
+    every node's hosts.toml anyway, so a stolen htpasswd gives nothing a node does not: its entry is a
+    salted SHA-1 ({SSHA}), which nginx checks in microseconds instead of bcrypt's ~70 ms on every request
+    a fleet's pulls make (docs/fleet.md). Hashes are salted, so rewriting on each run would change the file."""
     check_htpasswd_users(users)
     with _locked(path.parent):
-        if path.exists() and _htpasswd_verifies(path.read_text(), users):
+        if path.exists() and _htpasswd_verifies(path.read_text(), users, push_user):
             return path
-        lines = [
-            f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()}\n"
-            for user, password in sorted(users.items())
-        ]
+        lines = [f"{user}:{_hash(password, user == push_user)}\n" for user, password in sorted(users.items())]
         _write(path, "".join(lines).encode(), 0o600)
     return path
 
 
-def _htpasswd_verifies(text: str, users: Mapping[str, str]) -> bool:
+def _hash(password: str, slow: bool) -> str:
+    if slow:
+        return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+    salt = secrets.token_bytes(8)
+    return SSHA + base64.b64encode(hashlib.sha1(password.encode() + salt).digest() + salt).decode()
+
+
+def _matches(password: str, hashed: str, slow: bool) -> bool:
+    """Whether `hashed` is `password` in the scheme its user gets."""
+    if slow:
+        try:
+            return bcrypt.checkpw(password.encode(), hashed.encode())
+        except ValueError:  # not a bcrypt hash
+            return False
+    if not hashed.startswith(SSHA):
+        return False
+    try:
+        raw = base64.b64decode(hashed.removeprefix(SSHA), validate=True)
+    except ValueError:
+        return False
+    digest, salt = raw[:20], raw[20:]
+    return hmac.compare_digest(hashlib.sha1(password.encode() + salt).digest(), digest)
+
+
+def _htpasswd_verifies(text: str, users: Mapping[str, str], push_user: str) -> bool:
     hashes_by_user = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     if hashes_by_user.keys() != users.keys():
         return False
-    try:
-        return all(bcrypt.checkpw(users[user].encode(), hashed.encode()) for user, hashed in hashes_by_user.items())
-    except ValueError:  # not a bcrypt hash
-        return False
+    return all(_matches(users[user], hashed, user == push_user) for user, hashed in hashes_by_user.items())
 
 
 def _server_cert_fits(cert_path: Path, key_path: Path, ca_cert: x509.Certificate, sans: list[x509.GeneralName]) -> bool:

@@ -141,7 +141,7 @@ def registry_settings(host: Host) -> RegistrySettings:
     users = data.registry_users or pki.ensure_passwords(host_dir / "users.json", DEFAULT_USERS)
     if data.registry_push_user not in users:
         raise fail(host, "registry_push_user", f"name a user of registry_users ({', '.join(sorted(users))})")
-    htpasswd = pki.ensure_htpasswd(host_dir / "htpasswd", users)
+    htpasswd = pki.ensure_htpasswd(host_dir / "htpasswd", users, data.registry_push_user)
     return RegistrySettings(
         data.registry_port,
         data.registry_data_dir,

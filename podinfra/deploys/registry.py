@@ -62,7 +62,12 @@ def local_registry(settings: RegistrySettings | None = None) -> None:
     cert = files.put(name="TLS certificate", src=str(settings.cert), dest=CERT, user="root", group="root", mode="0644")
     key = files.put(name="TLS key", src=str(settings.key), dest=KEY, user="root", group="root", mode="0600")
     files.put(
-        name="htpasswd (bcrypt)", src=str(settings.htpasswd), dest=HTPASSWD, user="root", group=NGINX_GROUP, mode="0640"
+        name="htpasswd (bcrypt push user, {SSHA} read-only users)",
+        src=str(settings.htpasswd),
+        dest=HTPASSWD,
+        user="root",
+        group=NGINX_GROUP,
+        mode="0640",
     )
     if settings.ca:
         ca = files.put(name="CA certificate", src=str(settings.ca), dest=CA, user="root", group="root", mode="0644")

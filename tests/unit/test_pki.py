@@ -1,4 +1,6 @@
+import base64
 import contextlib
+import hashlib
 import ipaddress
 import socket
 import ssl
@@ -142,27 +144,49 @@ def test_server_cert_is_renewed_before_it_expires(ca, tmp_path, monkeypatch):
     assert paths[0].read_bytes() != before
 
 
-def test_htpasswd_is_bcrypt_and_kept_while_it_verifies(tmp_path):
+def _nginx_checks(password: str, hashed: str) -> bool:
+    """What nginx's auth_basic does with an entry: {SSHA} is base64(sha1(password + salt) + salt); $2b$ is bcrypt."""
+    if hashed.startswith("{SSHA}"):
+        raw = base64.b64decode(hashed[6:])
+        return hashlib.sha1(password.encode() + raw[20:]).digest() == raw[:20]
+    return bcrypt.checkpw(password.encode(), hashed.encode())
+
+
+def test_htpasswd_is_bcrypt_for_the_push_user_ssha_for_the_others_and_kept_while_it_verifies(tmp_path):
     users = {"pull": "p1", "push": "p2"}
-    path = pki.ensure_htpasswd(tmp_path / "h" / "htpasswd", users)
+    path = pki.ensure_htpasswd(tmp_path / "h" / "htpasswd", users, "push")
     entries = dict(line.split(":", 1) for line in path.read_text().splitlines())
     assert entries.keys() == users.keys()
-    assert all(h.startswith("$2b$") and bcrypt.checkpw(users[u].encode(), h.encode()) for u, h in entries.items())
+    assert entries["push"].startswith("$2b$10$") and entries["pull"].startswith("{SSHA}")
+    assert all(_nginx_checks(users[u], h) for u, h in entries.items())
+    assert not _nginx_checks("p2", entries["pull"])
     assert mode(path) == 0o600
     before = path.read_bytes()
-    pki.ensure_htpasswd(path, dict(users))
+    pki.ensure_htpasswd(path, dict(users), "push")
     assert path.read_bytes() == before
+
+
+def test_an_older_all_bcrypt_htpasswd_is_rewritten_with_ssha_for_the_pull_user(tmp_path):
+    path = tmp_path / "htpasswd"
+    path.write_text(
+        "".join(
+            f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}\n"
+            for u, p in {"pull": "p1", "push": "p2"}.items()
+        )
+    )
+    pki.ensure_htpasswd(path, {"pull": "p1", "push": "p2"}, "push")
+    assert dict(line.split(":", 1) for line in path.read_text().splitlines())["pull"].startswith("{SSHA}")
 
 
 @pytest.mark.parametrize(
     "users", [{"pull": "other"}, {"pull": "p1", "push": "p2", "admin": "p3"}, {"pull": "p1"}], ids=str
 )
 def test_htpasswd_is_rewritten_when_users_change(tmp_path, users):
-    path = pki.ensure_htpasswd(tmp_path / "htpasswd", {"pull": "p1", "push": "p2"})
-    pki.ensure_htpasswd(path, users)
+    path = pki.ensure_htpasswd(tmp_path / "htpasswd", {"pull": "p1", "push": "p2"}, "push")
+    pki.ensure_htpasswd(path, users, "push")
     entries = dict(line.split(":", 1) for line in path.read_text().splitlines())
     assert entries.keys() == users.keys()
-    assert all(bcrypt.checkpw(users[u].encode(), h.encode()) for u, h in entries.items())
+    assert all(_nginx_checks(users[u], h) for u, h in entries.items())
 
 
 @pytest.mark.parametrize(
@@ -177,7 +201,7 @@ def test_htpasswd_is_rewritten_when_users_change(tmp_path, users):
 )
 def test_bad_users_name_the_fix(tmp_path, users, fix):
     with pytest.raises(pki.PkiError, match=fix):
-        pki.ensure_htpasswd(tmp_path / "htpasswd", users)
+        pki.ensure_htpasswd(tmp_path / "htpasswd", users, "push")
     assert not (tmp_path / "htpasswd").exists()
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 
 from podinfra import versions
 from podinfra.data import pki
+from podinfra.data.shares import count_or_share, of_fleet
 from podinfra.images import probe_image
 from podinfra.images.reference import ReferenceError, parse, split_registry, under
 
@@ -233,11 +234,19 @@ class NodeData(PauseChoice):
     kubelet_flags_create: Flag = Field(
         False, description="Write the kubelet flags file also where no kubelet is installed (yet)."
     )
-    restart_batch: Annotated[int, _v(_count(1), "use a whole number of nodes, 1 or more")] = Field(
-        1, description="Nodes whose runtime (and kubelet) restart at once."
+    restart_batch: Annotated[
+        int | str, _v(count_or_share(1), 'use a whole number of nodes, 1 or more, or a share of the fleet: "10%"')
+    ] = Field(
+        1,
+        description="Nodes whose runtime (and kubelet) restart at once: a number, or a share of the run's hosts "
+        '("10%", rounded down, at least 1, as Kubespray\'s serial).',
     )
-    max_failed_nodes: Annotated[int, _v(_count(0), "use a whole number, 0 or more")] = Field(
-        0, description="Nodes that may fail to restart before later batches are left alone."
+    max_failed_nodes: Annotated[
+        int | str, _v(count_or_share(0), 'use a whole number, 0 or more, or a share of the fleet: "5%"')
+    ] = Field(
+        0,
+        description="Nodes that may fail to restart before later batches are left alone: a number, or a share of "
+        'the run\'s hosts ("5%", rounded down).',
     )
     old_pause: Annotated[
         Literal["unpin", "remove", "keep"],
@@ -258,11 +267,23 @@ class NodeData(PauseChoice):
         "false: check 8 is not run (INFO).",
     )
     check_probe_timeout: Annotated[float, _v(lambda v: _is(int, float)(v) and v > 0, "use seconds, more than 0")] = (
-        Field(30.0, description="Checks: seconds for a probe sandbox to become Ready.")
+        Field(
+            30.0,
+            description="Checks: seconds each check may wait for a condition (the registry's answer, a probe Ready, "
+            "pause as PID 1, an orphan reaped) and each CRI call; past it the check WARNs, naming the wait.",
+        )
     )
     cri_socket: Annotated[str | None, _v(_node_path, "use the absolute path of the runtime's socket on the node")] = (
         Field(None, description="Checks: the CRI socket; unset: the runtime's usual one.")
     )
+
+    def restart_nodes(self, fleet: int) -> int:
+        """Nodes restarted at once in a run over `fleet` hosts (``restart_batch``)."""
+        return of_fleet(self.restart_batch, fleet, 1)
+
+    def failed_nodes_allowed(self, fleet: int) -> int:
+        """Failed restarts a run over `fleet` hosts goes on after (``max_failed_nodes``)."""
+        return of_fleet(self.max_failed_nodes, fleet, 0)
 
     @property
     def pause_repository(self) -> str:

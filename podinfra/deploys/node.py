@@ -11,9 +11,9 @@ node, by its runtime (read as a fact):
   2.x is edited as version 2, which 2.x migrates in memory). The operator's config.toml is
   edited, not replaced: every other setting and comment survives (``podinfra.node.containerd.config``).
   containerd restarts whenever a file it reads changed after it started, ``restart_batch`` nodes
-  at a time, and must come back with those values in its effective config, or it gets its
-  previous config back and the node fails; once more than ``max_failed_nodes`` have failed, the
-  remaining nodes keep their previous config unrestarted.
+  at a time (a number, or a share of the run's hosts: "10%"), and must come back with those values in
+  its effective config, or it gets its previous config back and the node fails; once more than
+  ``max_failed_nodes`` have failed, the remaining nodes keep their previous config unrestarted.
 - CRI-O: a ``crio.conf.d`` drop-in (``pause_image``, ``pinned_images``) and a
   ``registries.conf.d`` mirror entry; crio restarts when they change.
 - the pause image pre-pulled into ``k8s.io`` and labelled pinned, so image GC keeps it; an older
@@ -31,7 +31,7 @@ import base64
 
 from pyinfra import logger
 from pyinfra.api.deploy import deploy
-from pyinfra.context import host
+from pyinfra.context import host, state
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Which
 from pyinfra.operations import systemd
@@ -101,6 +101,15 @@ def registry_files(settings: NodeData) -> None:
         )
 
 
+def _fleet() -> int:
+    """The hosts of this run: pyinfra's batches (``_parallel``) are cut from them, and shares are of them."""
+    return len(state.inventory.get_active_hosts())
+
+
+def _batch(settings: NodeData) -> int:
+    return settings.restart_nodes(_fleet())
+
+
 def containerd(settings: NodeData, version: str, image: str) -> bool:
     running = host.get_fact(ContainerdDaemon)
     config = settings.containerd_config or (running.config if running and running.pid else DEFAULT_CONFIG)
@@ -129,8 +138,8 @@ def containerd(settings: NodeData, version: str, image: str) -> bool:
         containerd_version=version,
         config=config,
         written=written,
-        rollout=rollout(settings.max_failed_nodes, settings.restart_batch),
-        _parallel=settings.restart_batch,
+        rollout=rollout(settings.failed_nodes_allowed(_fleet()), _batch(settings)),
+        _parallel=_batch(settings),
     )
     pause_pinned(name=f"{image} pulled and pinned", image=image, certs_dir=settings.containerd_certs_dir)
     old_pause_released(name="older pause images released once unused", image=image, policy=settings.old_pause)
@@ -157,7 +166,7 @@ def crio(settings: NodeData, image: str) -> None:
         service="crio",
         restarted=True,
         _if=lambda: dropin.did_change() or mirrors.did_change(),
-        _parallel=settings.restart_batch,
+        _parallel=_batch(settings),
     )
 
 
@@ -176,7 +185,7 @@ def kubelet(settings: NodeData, image: str) -> None:
             service="kubelet.service",
             restarted=True,
             _if=flags.did_change,
-            _parallel=settings.restart_batch,
+            _parallel=_batch(settings),
         )
 
 

@@ -78,6 +78,11 @@ def test_good_node_data_passes(ca):
         ({"restart_batch": 0}, "restart_batch"),
         ({"restart_batch": True}, "restart_batch"),
         ({"max_failed_nodes": -1}, "max_failed_nodes"),
+        ({"restart_batch": "0%"}, "restart_batch"),
+        ({"restart_batch": "110%"}, "restart_batch"),
+        ({"restart_batch": "ten"}, "restart_batch"),
+        ({"restart_batch": "10"}, "restart_batch"),
+        ({"max_failed_nodes": "-5%"}, "max_failed_nodes"),
         ({"containerd_config": "etc/containerd/config.toml"}, "containerd_config"),
     ],
 )

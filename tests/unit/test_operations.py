@@ -19,6 +19,7 @@ from pyinfra.api.state import StateOperationMeta
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.files import File, FileContents, Sha256File
 
+from podinfra.data.shares import count_or_share, of_fleet
 from podinfra.node import facts, operations
 from podinfra.node.containerd import daemon
 from podinfra.node.operations import Rollout
@@ -265,6 +266,56 @@ def test_rollout_batches_are_the_batches_pyinfra_runs(monkeypatch, batch):
         pyinfra_operations._run_single_op(state, "op")
     rollout = Rollout(0, batch)
     assert {name: index for index, name in seen} == {host.name: rollout.batch_of(state, host) for host in inventory}
+
+
+@pytest.mark.parametrize(
+    ("value", "fleet", "least", "nodes"),
+    [
+        (1, 150, 1, 1),
+        ("10%", 150, 1, 15),  # Kubespray's serial: a share of the hosts, rounded down
+        ("10%", 1000, 1, 100),
+        ("10%", 9, 1, 1),  # at least one node per batch
+        ("33.3%", 10, 1, 3),
+        ("29%", 100, 1, 29),  # exact: 29/100 * 100 is not 28.999...
+        ("100%", 7, 1, 7),
+        ("5%", 10, 0, 0),  # max_failed_nodes may round to none
+        ("5%", 200, 0, 10),
+    ],
+)
+def test_a_share_of_the_fleet_is_a_number_of_nodes(value, fleet, least, nodes):
+    assert of_fleet(value, fleet, least) == nodes
+
+
+@pytest.mark.parametrize(
+    ("value", "least", "valid"),
+    [
+        ("10%", 1, True),
+        ("0%", 1, False),
+        ("0%", 0, True),
+        ("100%", 1, True),
+        ("100.5%", 1, False),
+        ("10", 1, False),
+        (" 10%", 1, False),
+        (True, 1, False),
+        (0, 1, False),
+        (0, 0, True),
+        (3, 1, True),
+    ],
+)
+def test_restart_batch_and_max_failed_nodes_take_a_count_or_a_share(value, least, valid):
+    assert count_or_share(least)(value) is valid
+
+
+def test_a_share_batch_cuts_the_runs_hosts_as_pyinfra_does():
+    """restart_batch "25%" over 8 hosts is batches of 2 (pyinfra's _parallel=2), max_failed_nodes "25%" allows 2."""
+    inventory = Inventory(([f"h{i}" for i in range(8)], {}))  # type: ignore[no-untyped-call]
+    state = State(inventory, Config())  # type: ignore[no-untyped-call]
+    for host in inventory:
+        state.activate_host(host)
+    fleet = len(state.inventory.get_active_hosts())
+    rollout = Rollout(of_fleet("25%", fleet, 0), of_fleet("25%", fleet, 1))
+    assert (rollout.allowed, rollout.batch) == (2, 2)
+    assert [rollout.batch_of(state, h) for h in state.inventory.get_active_hosts()] == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
 def test_a_host_is_stopped_by_failures_in_earlier_batches_only():

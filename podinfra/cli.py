@@ -79,6 +79,12 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI (- for standard output)")
     check.add_argument("--parallel", type=int, default=32, help="nodes checked at once (default 32)")
     check.add_argument("--timeout", type=float, default=300, help="seconds per node (default 300)")
+    check.add_argument(
+        "--log",
+        metavar="FILE",
+        help="append a line per node as its check ends (on a terminal of fewer rows than "
+        "nodes, the only place they go)",
+    )
     check.set_defaults(run=_later("podinfra.check.command", "run"))
     return top
 

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from pyinfra.api.exceptions import DeployError
 
 from podinfra.check import report
 from podinfra.check.catalogue import expectations
+from podinfra.check.progress import Progress
 from podinfra.check.runner import run_nodes
 from podinfra.data.inventory import load_inventory
 from podinfra.data.settings import groups, node_settings
@@ -56,15 +58,21 @@ def run(args: argparse.Namespace) -> int:
         expected = {name: expectations(data) for name, data in settings.items()}
     except DeployError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-    try:
-        reports = run_nodes(hosts, expected, args.timeout, max(1, args.parallel), echo=True)
-    except KeyboardInterrupt:
-        print("podinfra check: interrupted; each node's run was stopped and removed its probe", file=sys.stderr)
-        return 130
+    with ExitStack() as stack:
+        log = stack.enter_context(Path(args.log).open("a")) if args.log else None
+        progress = Progress(len(hosts), sys.stderr, log)
+        try:
+            reports = run_nodes(hosts, expected, args.timeout, max(1, args.parallel), progress.done)
+        except KeyboardInterrupt:
+            progress.close()
+            print("podinfra check: interrupted; each node's run was stopped and removed its probe", file=sys.stderr)
+            return 130
+        held_back = progress.close()
     duration = time.monotonic() - clock
     to_stdout = "-" in (args.json, args.junit)
     out = sys.stderr if to_stdout else sys.stdout
     print(report.render(reports), file=out)
+    print("\n".join(["", *report.slowest(reports)] + ([held_back] if held_back else [])), file=out)
     print(f"checked in {duration:.1f}s", file=out)
     if args.json:
         _write(args.json, json.dumps(report.to_json(reports, args.inventory, started, duration), indent=2) + "\n")

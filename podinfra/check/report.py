@@ -92,6 +92,28 @@ def render(reports: Sequence[NodeReport]) -> str:
     return "\n".join(lines)
 
 
+def _why(r: CheckResult) -> str:
+    return f" ({r.status.upper()}: {r.actual[:160]})" if r.status != "pass" else ""
+
+
+def slowest(reports: Sequence[NodeReport], count: int = 5) -> list[str]:
+    """The `count` slowest nodes, each with the checks it spent most on and what they waited on (their actual
+    when not a pass): where a fleet's check time went."""
+    ranked = sorted(reports, key=lambda n: n.duration, reverse=True)[:count]
+    if len(reports) < 2 or not ranked:
+        return []
+    lines = [f"slowest {plural(len(ranked), 'node')}:"]
+    for n in ranked:
+        spent = sorted((r for r in n.results if r.duration >= 0.05), key=lambda r: r.duration, reverse=True)[:2]
+        waits = [
+            f"{r.id} {r.name} {r.duration:.1f}s"
+            + (f" ({r.status.upper()}: {r.actual[:160]})" if r.status != "pass" else "")
+            for r in spent
+        ]
+        lines.append(f"  {n.node} {n.duration:.1f}s" + (f": {'; '.join(waits)}" if waits else ""))
+    return lines
+
+
 def _result(r: CheckResult) -> dict[str, Any]:
     return {
         "test_number": r.id,

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -144,10 +144,14 @@ def _stop(runs: Iterable[_Run], grace: float) -> None:
 
 
 def run_nodes(
-    hosts: Sequence[Host], expected: Mapping[str, Expectations], timeout: float, parallel: int, echo: bool
+    hosts: Sequence[Host],
+    expected: Mapping[str, Expectations],
+    timeout: float,
+    parallel: int,
+    done: Callable[[NodeReport], None] = lambda report: None,
 ) -> list[NodeReport]:
     """One run of the suite per node, `parallel` at a time, each given the node's `expected`; each
-    node's report, in inventory order."""
+    node's report, in inventory order. `done` is told of each node's report as its run ends."""
     from podinfra.suite.node import Expected
 
     for module in PRELOAD:
@@ -187,9 +191,7 @@ def run_nodes(
                 else:
                     continue
                 runs.remove(run)
-                if echo:
-                    state = "FAIL" if reports[run.node].failed else "PASS"
-                    print(f"[check] {run.node}: {state} in {elapsed:.1f}s", file=sys.stderr, flush=True)
+                done(reports[run.node])
     except BaseException:  # Ctrl-C, SIGTERM, or our own failure: every node's run stops and removes its probes
         _stop(runs, grace=20)
         raise

@@ -171,7 +171,8 @@ def test_nodes_run_in_parallel_and_a_hung_node_times_out(inventory: Path, monkey
 
     monkeypatch.setattr(runner, "run_suite", fake_run)
     started = time.monotonic()
-    reports = runner.run_nodes(inv.get_group("nodes"), {}, timeout=3, parallel=10, echo=False)
+    seen: list[str] = []
+    reports = runner.run_nodes(inv.get_group("nodes"), {}, timeout=3, parallel=10, done=lambda r: seen.append(r.node))
     elapsed = time.monotonic() - started
     assert [r.node for r in reports] == hosts
     assert all(not r.failed for r in reports[:9])
@@ -179,3 +180,4 @@ def test_nodes_run_in_parallel_and_a_hung_node_times_out(inventory: Path, monkey
     assert not reports[9].failed and {r.status for r in reports[9].results} == {"warn"}
     assert "passed --timeout 3s" in reports[9].results[0].actual
     assert elapsed < 6, f"10 nodes took {elapsed:.1f}s"
+    assert sorted(seen) == sorted(hosts) and seen[-1] == "n9"  # told of each node as it ends

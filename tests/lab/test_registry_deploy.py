@@ -93,16 +93,13 @@ def test_the_pull_user_cannot_write_and_the_push_user_can(deployed):
 
 def test_key_and_htpasswd_are_for_the_services_only(deployed, ssh_config):
     modes = {
-        "/etc/podinfra/images/registry/tls.key": "600 root root",
-        "/etc/podinfra/images/registry/htpasswd": "640 root www-data",
+        "/etc/podinfra/registry/tls.key": "600 root root",
+        "/etc/podinfra/registry/htpasswd": "640 root www-data",
     }
     for path, mode in modes.items():
         assert ssh(ssh_config, "registry", f"stat -c '%a %U %G' {path}").stdout.split() == mode.split()
         assert ssh(ssh_config, "registry", f"runuser -u nobody -- cat {path}", check=False).returncode != 0
-    assert (
-        ssh(ssh_config, "registry", "runuser -u www-data -- test -r /etc/podinfra/images/registry/htpasswd").returncode
-        == 0
-    )
+    assert ssh(ssh_config, "registry", "runuser -u www-data -- test -r /etc/podinfra/registry/htpasswd").returncode == 0
     assert ssh(ssh_config, "registry", "systemctl is-enabled docker-registry nginx").stdout.split() == ["enabled"] * 2
 
 

@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 
 import jinja2
+import registrybench
 from figures import (
     CHECK_CPU_TARGET,
     RERUN_TARGET,
@@ -49,6 +50,8 @@ def targets(results: Results) -> list[str]:
     lines.append(f"- mirror re-copy at least 5x faster than skopeo: **{verdict(recopy >= 5)}** ({recopy:.2f}x)")
     if "mirror_large" in results:
         lines += large_targets(results["mirror_large"])
+    if "registry_load" in results:
+        lines.append(registrybench.target(results["registry_load"]))
     check = results["check"]
     added = per_added_node(check, "podinfra") if check["available"] else None
     if added is None:
@@ -138,6 +141,8 @@ def markdown(results: Results) -> str:
     }
     if "fleet21" in results:
         tables["fleet21"] = fleet21_table(results["fleet21"])
+    if "registry_load" in results:
+        tables["registry"] = registrybench.table(results["registry_load"])
     large = results.get("mirror_large")
     if large:
         tables.update(_large_tables(large))

@@ -44,6 +44,7 @@ import mirrorbench
 import nodebench
 import plot
 import readme
+import registrybench
 import report
 from labtools import PODINFRA, PYINFRA, Lab, progress, run
 from phases import bench_check, bench_large, bench_mirror, bench_nodes, measure_scale, startup_seconds
@@ -84,8 +85,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--render", type=Path, metavar="JSON", help="only write RESULTS.md and the plot from a results.json")
     p.add_argument(
         "--only",
-        choices=["large", "check"],
-        help="run only the large-image mirror phase (no lab) or the check phase, merged into --out's results",
+        choices=["large", "check", "registry"],
+        help="run only the large-image mirror phase (no lab), the check phase or the registry load phase, merged "
+        "into --out's results",
     )
     p.add_argument(
         "--skip", choices=["large"], action="append", default=[], help="keep this phase's results from --out's"
@@ -218,6 +220,8 @@ def full_run(args: argparse.Namespace, command: str, workdir: Path) -> dict[str,
             results["check"] = {"available": False, "note": "skipped with --quick."}
         else:
             results["check"] = bench_check(lab, args.runs, workdir, command)
+        if not args.quick:
+            results["registry_load"] = registrybench.bench_registry(lab, args.runs)
         results["scale"] = measure_scale(lab, sample_cpu=not args.quick)
         samples = 1 if args.quick else 5
         results["meta"]["startups"] = {
@@ -246,9 +250,13 @@ def full_run(args: argparse.Namespace, command: str, workdir: Path) -> dict[str,
 def only_check(args: argparse.Namespace, command: str, workdir: Path) -> dict[str, Any]:
     results = previous_results(args.out)
     if "meta" not in results:
-        raise SystemExit(f"--only check merges into {args.out / 'results.json'}: run the whole benchmark first")
+        raise SystemExit(f"--only {args.only} merges into {args.out / 'results.json'}: run the whole benchmark first")
     with main_lab(args) as lab:
-        results["check"] = bench_check(lab, args.runs, workdir, command)
+        if args.only == "registry":
+            results["registry_load"] = registrybench.bench_registry(lab, args.runs)
+            results["registry_load"]["meta"]["command"] = command
+        else:
+            results["check"] = bench_check(lab, args.runs, workdir, command)
     return results
 
 
@@ -272,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="podinfra-bench-"))
     try:
-        results = only_check(args, command, workdir) if args.only == "check" else full_run(args, command, workdir)
+        results = only_check(args, command, workdir) if args.only else full_run(args, command, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.only is None:

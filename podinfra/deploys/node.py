@@ -134,7 +134,7 @@ def containerd(settings: NodeData, version: str, image: str) -> bool:
     containerd_restarted(
         name="containerd runs its config (restarted in batches, rolled back if it does not come back right)",
         image=image,
-        certs_dir=settings.containerd_certs_dir,
+        config_path=result.config_path,
         containerd_version=version,
         config=config,
         written=written,

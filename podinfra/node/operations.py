@@ -5,7 +5,7 @@ pulled and pinned, and a host failed with one line.
     from podinfra.node.operations import config_file, containerd_restarted, pause_pinned
 
     written = config_file(name="containerd config", path="/etc/containerd/config.toml", content=text)
-    containerd_restarted(name="containerd runs it", image=image, certs_dir="/etc/containerd/certs.d",
+    containerd_restarted(name="containerd runs it", image=image, config_path="/etc/containerd/certs.d",
                          containerd_version="2.1.9", config=path, written=written, _parallel=1)
 """
 
@@ -213,7 +213,7 @@ def rollout(allowed: int, batch: int) -> Rollout:
 @operation()
 def containerd_restarted(
     image: str,
-    certs_dir: str,
+    config_path: str,
     containerd_version: str,
     config: str,
     written: OperationMeta,
@@ -221,7 +221,7 @@ def containerd_restarted(
     wait: int = 30,
 ) -> Generator[Any]:
     """containerd runs what its files say: the sandbox image `image` and the registry ``config_path``
-    `certs_dir` in its effective config, and no file it reads at start newer than the daemon.
+    `config_path` in its effective config, and no file it reads at start newer than the daemon.
 
     When a file changed after the daemon started (this run's `written`, an operator's edit, an
     earlier run killed before its restart), containerd is restarted and must come back with its
@@ -231,7 +231,7 @@ def containerd_restarted(
     and no restart. Use ``_parallel=`` for the batch size. Running pod sandboxes survive: their
     shims outlive the daemon.
     """
-    wanted = Wanted(image, certs_dir, runtime_shape(containerd_version), wait)
+    wanted = Wanted(image, config_path, runtime_shape(containerd_version), wait)
     running = host.get_fact(ContainerdDaemon)
     changed = running.changed_since_start() if running else [config]
     if not changed and not state.is_executing and written.will_change:
@@ -252,7 +252,7 @@ class Wanted:
     """What containerd's effective config must hold after a restart, and how long it may take."""
 
     image: str
-    certs_dir: str
+    config_path: str
     shape: Shape
     wait: int
 
@@ -261,7 +261,9 @@ class Wanted:
         paths = (self.shape.sandbox_path, self.shape.config_path_path)
         problems = [
             f"{dotted(path)} = {value!r}, not {want!r}"
-            for path, value, want in zip(paths, found.effective(self.shape), (self.image, self.certs_dir), strict=True)
+            for path, value, want in zip(
+                paths, found.effective(self.shape), (self.image, self.config_path), strict=True
+            )
             if value != want
         ]
         return f"containerd's effective config (config dump) has {'; '.join(problems)}" if problems else ""

@@ -23,7 +23,7 @@ from podinfra.data import sshconfig
 from podinfra.data.models import NODE_CA
 from podinfra.errors import ConfigError
 from podinfra.images.oci import ALL_MANIFEST_TYPES
-from podinfra.node.containerd import ctr, daemon
+from podinfra.node.containerd import ctr, daemon, hazards
 from podinfra.node.containerd.shape import version_from_output
 from podinfra.node.runtime_files import crio_version_from_output
 from podinfra.suite import probes, readers, waits
@@ -129,6 +129,25 @@ class Node:
     def config_text(self) -> str:
         """The config file the running containerd was started with."""
         return self.shown.get("config", "")
+
+    def docker_package_config(self) -> str | None:
+        """The line naming Docker's CRI-disabled containerd.io file when the daemon's file is one."""
+        try:
+            return hazards.docker_package_config(tomllib.loads(self.config_text()))
+        except tomllib.TOMLDecodeError:
+            return None
+
+    def hosts_dirs_read(self, config_path: Any) -> tuple[list[str], dict[str, str | None]]:
+        """(the directories containerd searches for hosts.toml, in order; per mirrored registry, the directory
+        it takes that registry's hosts.toml from, None when none), asking the node which candidates exist."""
+        settings = self.expect.settings
+        dirs = hazards.config_path_dirs(config_path, self.version)
+        registries = list(settings.hosts_toml)
+        candidates = [c for root in dirs for r in registries for c in hazards.host_dir_candidates(root, r)]
+        loop = 'for p in %s; do [ -d "$p" ] && echo "$p"; done; true'
+        listed = self.once(loop % " ".join(["%s"] * len(candidates)), *candidates)
+        exists = dict.fromkeys(listed.stdout.splitlines(), True)
+        return dirs, {r: hazards.hosts_dir_used(dirs, r, exists) for r in registries}
 
     def sha256(self, path: str) -> str | None:
         """The sha256 of a file on the node, or None where it does not exist."""

@@ -17,6 +17,7 @@ from podinfra.check.catalogue import CheckResult
 from podinfra.check.cri import CRIError, Runtime
 from podinfra.node.containerd import ctr
 from podinfra.node.containerd.config import stale_keys
+from podinfra.node.containerd.hazards import sandbox_image as sandbox_hazard
 from podinfra.node.containerd.shape import runtime_shape
 from podinfra.node.runtime_files import kubelet_pause_flag
 from podinfra.suite import probes, readers, waits
@@ -30,6 +31,10 @@ BUSYBOX = "/bin/busybox"
 def test_runtime_answers_on_its_cri_socket(node: Node, cri: CRI, record: CheckResult) -> None:
     kubernetes = node.expect.settings.kubernetes_version
     record.expected = f"{node.runtime} {node.version} answering CRI v1 on {cri.socket}"
+    docker = node.docker_package_config() if node.runtime == "containerd" and cri.runtime is None else None
+    if docker:
+        record.actual = docker
+        pytest.fail(docker)
     cri.get()
     name, version = cri.answer
     record.actual = f"{name} {version} on {cri.socket}"
@@ -86,6 +91,9 @@ def test_running_runtime_uses_the_sandbox_image(node: Node, cri: CRI, record: Ch
         problems.append(f"effective config is version {version}, containerd {node.version} uses {shape.config_version}")
     if image != expect.sandbox_image:
         problems.append(f"{path} = {image!r}")
+    problems += [
+        h for h in (node.docker_package_config(), isinstance(image, str) and sandbox_hazard(node.version, image)) if h
+    ]
     stale = stale_keys(node.config_text())
     if stale:
         problems.append(f"{found.config} sets {', '.join(stale)}, which containerd {node.version} ignores or misreads")
@@ -114,14 +122,20 @@ def test_mirror_config_sends_pulls_to_the_local_registry_only(node: Node, record
         assert not problems, record.actual
         return
     shape = runtime_shape(node.version)
+    certs = settings.containerd_certs_dir
     record.expected = (
-        f"{dotted(shape.config_path_path)} = {settings.containerd_certs_dir!r}; hosts.toml for {', '.join(paths)} "
+        f"{dotted(shape.config_path_path)} searching {certs!r} first; hosts.toml for {', '.join(paths)} "
         f"with `server` and every host at {settings.local_registry}" + (", its CA on the node" if settings.ca else "")
     )
     problems = []
     _, config_path = node.daemon.effective(shape)
-    if config_path != settings.containerd_certs_dir:
-        problems.append(f"config_path = {config_path!r}: containerd does not read {settings.containerd_certs_dir}")
+    dirs, used = node.hosts_dirs_read(config_path)
+    if certs not in dirs:
+        problems.append(f"config_path = {config_path!r}: containerd does not read {certs}")
+    for upstream, where in used.items():  # the first directory holding the registry's (or _default) wins
+        if certs in dirs and where not in (None, f"{certs}/{upstream}"):
+            problems.append(f"containerd takes {upstream}'s hosts.toml from {where}, not {certs} (config_path "
+                            f"{':'.join(dirs)!r} searches in order)")  # fmt: skip
     texts = {u: node.read(path) for u, path in paths.items()}
     node_ca = {ca: node.sha256(ca) for ca in readers.cas_named([text for text in texts.values() if text])}
     ca_digest = hashlib.sha256(settings.ca.read_bytes()).hexdigest() if settings.ca else None
@@ -130,7 +144,7 @@ def test_mirror_config_sends_pulls_to_the_local_registry_only(node: Node, record
             path, upstream, texts[upstream], settings.local_registry, ca_digest, node_ca
         )
     record.actual = "; ".join(problems) or (
-        f"config_path {config_path}; {', '.join(paths)} -> {settings.local_registry} only"
+        f"config_path {':'.join(dirs)}; {', '.join(paths)} -> {settings.local_registry} only"
     )
     assert not problems, record.actual
 

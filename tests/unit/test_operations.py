@@ -204,7 +204,7 @@ def restart_commands(found: daemon.Daemon, image: str = "r/pause:3.10") -> tuple
     fake = FakeHost(dict([fact(facts.ContainerdDaemon, found)]))
     written = SimpleNamespace(will_change=False)
     out = commands(
-        operations.containerd_restarted, fake, image=image, certs_dir="/etc/containerd/certs.d",
+        operations.containerd_restarted, fake, image=image, config_path="/etc/containerd/certs.d",
         containerd_version="1.7.24", config="/c", written=written, rollout=Rollout(0, 1),
     )  # fmt: skip
     return out, fake

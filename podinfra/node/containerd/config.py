@@ -25,6 +25,7 @@ from tomlkit.items import Item, String, Table
 from tomlkit.toml_document import TOMLDocument
 
 from podinfra.errors import ConfigError
+from podinfra.node.containerd import hazards
 from podinfra.node.containerd.shape import Shape, file_shape, runtime_shape
 from podinfra.node.runtime_files import check_image
 from podinfra.render import CONTROL, render
@@ -41,9 +42,10 @@ _CRI_PLUGIN_IDS = ("cri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.ima
 
 @dataclass(frozen=True)
 class Edit:
-    """The edited text, the 1.x keys it removed, and notes for the operator (one line each)."""
+    """The edited text, the config_path it holds, the 1.x keys it removed, and notes for the operator."""
 
     text: str
+    config_path: str
     removed: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
@@ -64,10 +66,18 @@ def edit(
     runtime = runtime_shape(containerd_version)
     check_image(sandbox_image)
     _check_config_path(config_path)
+    hazard = hazards.sandbox_image(containerd_version, sandbox_image)
+    if hazard:
+        raise ConfigError(hazard)
     if existing is None or not existing.strip():
-        return Edit(render("containerd/config.toml.j2", shape=runtime, image=sandbox_image, config_path=config_path))
+        searched = hazards.config_path_value("", containerd_version, config_path)
+        text = render("containerd/config.toml.j2", shape=runtime, image=sandbox_image, config_path=searched)
+        return Edit(text, searched)
     doc = _parse_toml(existing)
     unedited = doc.as_string()  # tomlkit's rendering before any change: the edit's diff is taken against it
+    docker = hazards.docker_package_config(doc)
+    if docker:
+        raise ConfigError(docker)
     shape = file_shape(_check_version(doc, runtime, containerd_version))
     notes = []
     if shape.config_version == 2 and runtime.config_version >= 3:
@@ -89,11 +99,19 @@ def edit(
         header="  " if re.search(r"^[ \t]+\[", existing, re.MULTILINE) else "",
         key="  " if re.search(r"^[ \t]+[\w\"']", existing, re.MULTILINE) else "",
     )
+    current = lookup(doc, shape.config_path_path)
+    searched = hazards.config_path_value(current, containerd_version, config_path)
+    if searched != config_path and searched != current:
+        notes.append(
+            f"config_path = {searched!r}: containerd searches these directories in order and takes each registry's "
+            f"hosts.toml from the first that has one, so podinfra's {config_path} comes first and the others "
+            f"containerd {containerd_version} searched ({current or 'its default'!s}) stay after it"
+        )
     _set(doc, shape.sandbox_path, sandbox_image, style)
-    _set(doc, shape.config_path_path, config_path, style)
+    _set(doc, shape.config_path_path, searched, style)
     text = _keep_untouched_lines(existing, unedited, doc.as_string())
-    _verify(text, {shape.sandbox_path: sandbox_image, shape.config_path_path: config_path})
-    return Edit(text, tuple(removed), tuple(notes))
+    _verify(text, {shape.sandbox_path: sandbox_image, shape.config_path_path: searched})
+    return Edit(text, searched, tuple(removed), tuple(notes))
 
 
 def stale_keys(text: str) -> list[str]:

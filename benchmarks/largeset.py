@@ -22,8 +22,8 @@ from mirrorbench import CountingProxy, _mirror_twice_in_process, fresh_registry
 
 from podinfra import versions
 from podinfra.images import oci
-from podinfra.images.mirror import Verified
 from podinfra.images.registry import RegistryClient
+from podinfra.images.transfer import Verified
 
 MIB = 1024**2
 LARGE_TAG = "1.0"

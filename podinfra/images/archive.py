@@ -21,19 +21,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from podinfra.errors import PodinfraError
-from podinfra.images.mirror import (
-    IntegrityError,
-    Meter,
-    Source,
-    Verified,
-    blob_descriptors,
-    document,
-    verified_blob,
-    walk,
-)
+from podinfra.images.mirror import Source, blob_descriptors, document, verified_blob, walk
 from podinfra.images.oci import OCI_INDEX, OCI_MANIFEST, Blob, digest_of, encode
 from podinfra.images.reference import Reference
 from podinfra.images.registry import READ
+from podinfra.images.transfer import IntegrityError, Meter, Verified
 
 NAME_ANNOTATION = "io.containerd.image.name"
 TAG_ANNOTATION = "org.opencontainers.image.ref.name"

@@ -17,23 +17,14 @@ from typing import Any, TextIO, TypeVar
 
 from podinfra import table, versions
 from podinfra.errors import PodinfraError
-from podinfra.images.mirror import (
-    Cancelled,
-    Meter,
-    RegistrySource,
-    Source,
-    Summary,
-    Transfers,
-    copy_image,
-    registry_source,
-    results,
-)
+from podinfra.images.mirror import RegistrySource, Source, Summary, copy_image, registry_source
 from podinfra.images.reference import Reference, parse, split_registry, under
 from podinfra.images.registry import RegistryClient
+from podinfra.images.transfer import Cancelled, Meter, Transfers, results
 from podinfra.table import plural
 from podinfra.versions import UPSTREAM
 
-COPIES_AT_ONCE = 4  # images; their blobs share one pool of `mirror.TRANSFERS`
+COPIES_AT_ONCE = 4  # images; their blobs share one pool of `transfer.TRANSFERS`
 F = TypeVar("F", bound=Callable[[argparse.Namespace], int])
 
 
@@ -99,7 +90,7 @@ class Progress:
 
 
 class _Image:
-    """One image's share of the bar, as a `mirror.Meter`; its blob threads share it, hence the lock."""
+    """One image's share of the bar, as a `transfer.Meter`; its blob threads share it, hence the lock."""
 
     def __init__(self, progress: Progress, name: str):
         self.progress, self.name, self.sent, self.started = progress, name, 0, time.monotonic()

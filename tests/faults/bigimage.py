@@ -8,8 +8,8 @@ import random
 from collections.abc import Iterator
 
 from podinfra.images import oci
-from podinfra.images.mirror import Verified
 from podinfra.images.registry import RegistryClient
+from podinfra.images.transfer import Verified
 
 MIB = 1024**2
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from podinfra.images.mirror import RegistrySource, Summary, Transfers, copy_image
+from podinfra.images.mirror import RegistrySource, Summary, copy_image
 from podinfra.images.registry import RegistryClient, RegistryError
+from podinfra.images.transfer import Transfers
 from podinfra.lab import pause
 
 from ..conftest import free_port

@@ -15,10 +15,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from podinfra.images import cli as images_cli
-from podinfra.images.mirror import Cancelled, IntegrityError, RegistrySource, Summary, Transfers, Verified, copy_image
+from podinfra.images.mirror import RegistrySource, Summary, copy_image
 from podinfra.images.oci import digest_of
 from podinfra.images.reference import parse
 from podinfra.images.registry import RegistryClient
+from podinfra.images.transfer import Cancelled, IntegrityError, Transfers, Verified
 
 from ..faults.bigimage import MIB, push_image
 

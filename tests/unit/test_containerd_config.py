@@ -1,5 +1,5 @@
-"""podinfra.node.containerd.config: config.toml edited for every containerd line, parsed back, compared with
-golden files, and fed to the real containerd 1.6, 1.7 and 2.1 binaries (``containerd config dump``).
+"""podinfra.node.containerd.config: config.toml edited for every containerd line, parsed back, compared with golden
+files (tests/unit/test_containerd_binaries.py feeds the edits to the real containerd binaries).
 
 Golden files in tests/unit/golden/ were reviewed by hand against containerd's documentation;
 ``PODINFRA_UPDATE_GOLDEN=1 pytest tests/unit/test_containerd_config.py`` rewrites them (review the diff).
@@ -8,11 +8,7 @@ Golden files in tests/unit/golden/ were reviewed by hand against containerd's do
 from __future__ import annotations
 
 import copy
-import difflib
-import os
-import subprocess
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,142 +17,23 @@ from podinfra.errors import ConfigError
 from podinfra.node.containerd.config import edit, stale_keys
 from podinfra.node.containerd.hazards import config_path_value
 from podinfra.node.containerd.shape import runtime_shape, version_from_output
+from tests.unit.containerd_files import (
+    CERTS,
+    IMAGE,
+    OPERATOR_V2,
+    OPERATOR_V3,
+    SHAPE_IDS,
+    SHAPES,
+    STALE_V3,
+    V2_CONFIG_PATH,
+    V2_SANDBOX,
+    V3_CONFIG_PATH,
+    V3_SANDBOX,
+    assert_only_keys_changed,
+    at,
+    put,
+)
 from tests.unit.goldens import golden
-
-IMAGE = "10.213.0.2:5000/pause:3.10"
-CERTS = "/etc/containerd/certs.d"
-V2_SANDBOX = ("plugins", "io.containerd.grpc.v1.cri", "sandbox_image")
-V2_CONFIG_PATH = ("plugins", "io.containerd.grpc.v1.cri", "registry", "config_path")
-V3_SANDBOX = ("plugins", "io.containerd.cri.v1.images", "pinned_images", "sandbox")
-V3_CONFIG_PATH = ("plugins", "io.containerd.cri.v1.images", "registry", "config_path")
-
-# What an operator's containerd 1.6/1.7 node carries: systemd cgroups, a second runtime, CNI dirs, comments.
-OPERATOR_V2 = """\
-# /etc/containerd/config.toml - platform team, ticket OPS-1234
-version = 2
-imports = ["/etc/containerd/conf.d/*.toml"]
-oom_score = -999
-
-[grpc]
-  address = "/run/containerd/containerd.sock"
-
-[plugins]
-
-  [plugins."io.containerd.grpc.v1.cri"]
-    # This VM refuses a negative oom_score_adj.
-    restrict_oom_score_adj = true
-    # sandbox_image is the image used by sandbox container.
-    sandbox_image = "registry.k8s.io/pause:3.6"  # containerd 1.6 default
-    max_container_log_line_size = 16384
-
-    [plugins."io.containerd.grpc.v1.cri".cni]
-      bin_dir = "/opt/cni/bin"
-      conf_dir = "/etc/cni/net.d"
-
-    [plugins."io.containerd.grpc.v1.cri".containerd]
-      default_runtime_name = "runc"
-      snapshotter = "overlayfs"
-
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes]
-
-        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-          runtime_type = "io.containerd.runc.v2"
-
-          [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-            SystemdCgroup = true
-
-        # gVisor for untrusted workloads (RuntimeClass "gvisor")
-        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.gvisor]
-          runtime_type = "io.containerd.runsc.v1"
-
-    [plugins."io.containerd.grpc.v1.cri".registry]
-      config_path = ""
-
-      [plugins."io.containerd.grpc.v1.cri".registry.auths]
-
-      [plugins."io.containerd.grpc.v1.cri".registry.configs]
-
-      [plugins."io.containerd.grpc.v1.cri".registry.mirrors]
-
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "/opt/containerd"
-"""
-
-# The same node on containerd 2.x, in the quoting `containerd config default` uses there.
-OPERATOR_V3 = """\
-# /etc/containerd/config.toml for containerd 2.x - platform team
-version = 3
-root = '/var/lib/containerd'
-imports = ['/etc/containerd/conf.d/*.toml']
-
-[plugins]
-  [plugins.'io.containerd.cri.v1.images']
-    snapshotter = 'overlayfs'
-    max_concurrent_downloads = 3
-
-    [plugins.'io.containerd.cri.v1.images'.pinned_images]
-      # the distribution's default, replaced by podinfra
-      sandbox = 'registry.k8s.io/pause:3.10'
-
-    [plugins.'io.containerd.cri.v1.images'.registry]
-      config_path = ''
-
-  [plugins.'io.containerd.cri.v1.runtime']
-    # This VM refuses a negative oom_score_adj.
-    restrict_oom_score_adj = true
-
-    [plugins.'io.containerd.cri.v1.runtime'.containerd]
-      default_runtime_name = 'runc'
-
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-        runtime_type = 'io.containerd.runc.v2'
-
-        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-          SystemdCgroup = true  # kubelet cgroupDriver: systemd
-
-      # Kata Containers for RuntimeClass "kata"
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.kata]
-        runtime_type = 'io.containerd.kata.v2'
-
-    [plugins.'io.containerd.cri.v1.runtime'.cni]
-      bin_dir = '/opt/cni/bin'
-      conf_dir = '/etc/cni/net.d'
-
-  [plugins.'io.containerd.grpc.v1.cri']
-    stream_server_address = '127.0.0.1'
-"""
-OPERATOR_V4 = OPERATOR_V3.replace("version = 3", "version = 4")
-
-# (containerd version, config version, sandbox key path, config_path key path, operator file)
-SHAPES = [
-    ("1.6.20", 2, V2_SANDBOX, V2_CONFIG_PATH, OPERATOR_V2),
-    ("1.7.27", 2, V2_SANDBOX, V2_CONFIG_PATH, OPERATOR_V2),
-    ("2.0.4", 3, V3_SANDBOX, V3_CONFIG_PATH, OPERATOR_V3),
-    ("2.1.4", 3, V3_SANDBOX, V3_CONFIG_PATH, OPERATOR_V3),
-    ("2.2.0", 3, V3_SANDBOX, V3_CONFIG_PATH, OPERATOR_V3),
-    ("2.3.1", 4, V3_SANDBOX, V3_CONFIG_PATH, OPERATOR_V4),
-    ("2.4.0", 4, V3_SANDBOX, V3_CONFIG_PATH, OPERATOR_V4),
-]
-SHAPE_IDS = [shape[0] for shape in SHAPES]
-
-
-def at(data: dict[str, Any], path: tuple[str, ...]) -> Any:
-    for key in path:
-        data = data[key]
-    return data
-
-
-def put(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    for key in path[:-1]:
-        data = data.setdefault(key, {})
-    data[path[-1]] = value
-
-
-def assert_only_keys_changed(before: str, after: str, keys: tuple[str, ...]) -> None:
-    """Every line of ``before`` is still in ``after``, in order, except lines setting one of ``keys``."""
-    removed = [line[2:] for line in difflib.ndiff(before.splitlines(), after.splitlines()) if line.startswith("- ")]
-    assert all(line.split("=")[0].strip() in keys for line in removed), removed
-
 
 # --- containerd config.toml -----------------------------------------------------------------------------
 
@@ -341,21 +218,6 @@ def test_version_3_file_on_containerd_2_3_is_edited_as_it_is():
     assert tomllib.loads(text)["version"] == 3
 
 
-STALE_V3 = """\
-version = 3
-[plugins."io.containerd.grpc.v1.cri"]
-  stream_server_address = "127.0.0.1"
-  sandbox_image = "registry.k8s.io/pause:3.8"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "/etc/containerd/certs.d"
-    [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]
-      endpoint = ["https://mirror.example"]
-
-[plugins.'io.containerd.cri.v1.images'.pinned_images]
-  sandbox = 'registry.k8s.io/pause:3.10'
-"""
-
-
 @pytest.mark.parametrize("containerd", ["2.0.0", "2.3.0"])
 def test_stale_1x_keys_in_a_version_3_file_are_listed_and_removed(containerd):
     assert stale_keys(STALE_V3) == [
@@ -456,88 +318,3 @@ def test_files_containerd_would_reject_are_refused(text, containerd, message):
 def test_bad_settings_are_refused(image, config_path, message):
     with pytest.raises(ConfigError, match=message):
         edit(None, "1.6.20", image, config_path)
-
-
-# --- the real containerd 1.6, 1.7 and 2.1 binaries --------------------------------------------------------
-# 1.6 is this host's package (./run installs it), 1.7 and 2.1 the lab's cache (`podinfra lab fetch`, which
-# ./run test calls). `containerd --config FILE config dump` reads the file and starts nothing.
-
-LINES = {"1.6": ("1.6.20", OPERATOR_V2), "1.7": ("1.7.24", OPERATOR_V2), "2.1": ("2.1.9", OPERATOR_V3)}
-
-
-def binary(line: str) -> Path:
-    from podinfra.lab import suites
-
-    found = Path("/usr/bin/containerd") if line == "1.6" else None
-    cached = suites.cached("containerd", line) if line != "1.6" else None
-    found = found or (cached[0] / "usr/bin/containerd" if cached else None)
-    if found is None or not found.exists():
-        message = f"containerd {line} is not on this machine: run `podinfra lab fetch`"
-        if os.environ.get("PODINFRA_REQUIRE_BINARIES") == "1":  # ./run test: every line must run
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
-
-
-def dump(line: str, tmp_path: Path, text: str) -> tuple[dict[str, Any], str]:
-    """The effective config (and containerd's warnings) of `text` on the real containerd `line`."""
-    config = tmp_path / "config.toml"
-    # keep the dump hermetic: imports would read this host's /etc/containerd/conf.d
-    config.write_text(text.replace("/etc/containerd/conf.d", str(tmp_path / "conf.d")))
-    result = subprocess.run(
-        [str(binary(line)), "--config", str(config), "config", "dump"], capture_output=True, text=True, check=True
-    )
-    return tomllib.loads(result.stdout), result.stderr
-
-
-@pytest.mark.parametrize("line", LINES)
-def test_each_real_binary_is_its_lines_shape(line):
-    output = subprocess.run([str(binary(line)), "--version"], capture_output=True, text=True, check=True).stdout
-    version = version_from_output(output)
-    assert version.startswith(f"{line}.")
-    assert runtime_shape(version) == runtime_shape(LINES[line][0])
-
-
-@pytest.mark.parametrize("start", ["new", "operator", "lab", "debian-v2"])
-@pytest.mark.parametrize("line", LINES)
-def test_real_containerd_runs_every_edited_file_of_its_line(tmp_path, line, start):
-    from podinfra.lab.image import config_file
-
-    version, operator = LINES[line]
-    existing = {
-        "new": None,
-        "operator": operator,
-        "lab": config_file(line).decode(),
-        "debian-v2": config_file("1.7").decode(),  # Debian ships the same version 2 file with 2.1
-    }[start]
-    text = edit(existing, version, IMAGE).text
-    shape = runtime_shape(version)
-    found, warnings = dump(line, tmp_path, text)
-    assert found["version"] == shape.config_version
-    assert (at(found, shape.sandbox_path), at(found, shape.config_path_path)) == (IMAGE, CERTS)
-    assert "Ignoring unknown key" not in warnings, warnings
-    if start == "operator":
-        runtime = found["plugins"][
-            "io.containerd.grpc.v1.cri" if shape.config_version == 2 else "io.containerd.cri.v1.runtime"
-        ]
-        assert runtime["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
-        assert runtime["restrict_oom_score_adj"] is True
-
-
-def test_real_containerd_2_ignores_1x_keys_that_the_edit_removes(tmp_path):
-    _, before = dump("2.1", tmp_path, STALE_V3)
-    assert "key=sandbox_image" in before and "key=registry" in before
-    _, after = dump("2.1", tmp_path, edit(STALE_V3, "2.1.9", IMAGE).text)
-    assert "Ignoring unknown key" not in after
-
-
-def test_real_containerd_1x_import_replaces_the_whole_plugin_table(tmp_path):
-    # Why the edit goes into the main file: a 1.x drop-in naming the CRI plugin resets everything else in it.
-    (tmp_path / "conf.d").mkdir()
-    (tmp_path / "conf.d" / "10-log.toml").write_text(
-        'version = 2\n[plugins."io.containerd.grpc.v1.cri"]\n  max_container_log_line_size = 1\n'
-    )
-    cri = dump("1.6", tmp_path, edit(OPERATOR_V2, "1.6.20", IMAGE).text)[0]["plugins"]["io.containerd.grpc.v1.cri"]
-    assert cri["max_container_log_line_size"] == 1
-    assert cri["sandbox_image"] != IMAGE
-    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is False

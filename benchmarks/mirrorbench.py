@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,6 +25,7 @@ from labtools import PODINFRA, progress, run
 
 from podinfra import versions
 from podinfra.images.registry import RegistryClient
+from podinfra.lab.upstream import LoopbackRegistry
 
 MINORS = ("1.30", "1.31", "1.34")
 TOOLS = ("podinfra", "skopeo")
@@ -35,37 +35,15 @@ def tags() -> list[str]:
     return list(dict.fromkeys(versions.pause_tag(minor) for minor in MINORS))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def fresh_registry(storage: str | None = None) -> Iterator[str]:
-    """A new, empty docker-registry on 127.0.0.1 (plain HTTP), as tests/conftest.py starts them, its data in a
+    """A new, empty docker-registry on 127.0.0.1 (plain HTTP), as the tests start them, its data in a
     directory under `storage` (default: the temporary directory); yields HOST:PORT."""
-    with tempfile.TemporaryDirectory(prefix="bench-registry-", dir=storage) as top:
-        port = _free_port()
-        config = Path(top) / "registry.yml"
-        config.write_text(
-            f"version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {top}/data}}}}\n"
-            f"http: {{addr: 127.0.0.1:{port}}}\n"
-        )
-        process = subprocess.Popen(
-            ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            client = RegistryClient(f"http://127.0.0.1:{port}")
-            deadline = time.monotonic() + 10
-            while not client.ping():
-                if time.monotonic() > deadline:
-                    raise RuntimeError("docker-registry did not start")
-                time.sleep(0.05)
-            yield f"127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            process.wait()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-registry-", dir=storage) as top,
+        LoopbackRegistry(Path(top)) as registry,
+    ):
+        yield registry.addr
 
 
 class CountingProxy:

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from podinfra.images.registry import RegistryClient
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from podinfra.lab.upstream import LoopbackRegistry
 
 
 @pytest.fixture
@@ -25,33 +17,17 @@ def start_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
 
     Each client's ``storage`` attribute is its data directory, for tests that tamper with it.
     """
-    processes = []
+    started: list[LoopbackRegistry] = []
 
     def start() -> RegistryClient:
-        top = tmp_path_factory.mktemp("registry")
-        port = free_port()
-        config = top / "registry.yml"
-        config.write_text(
-            f"version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {top / 'data'}}}}}\n"
-            f"http: {{addr: 127.0.0.1:{port}}}\n"
-        )
-        processes.append(
-            subprocess.Popen(
-                ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-        )
-        client = RegistryClient(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 10
-        while not client.ping():
-            assert time.monotonic() < deadline, "docker-registry did not start"
-            time.sleep(0.05)
-        client.storage = top / "data"  # type: ignore[attr-defined]
+        started.append(LoopbackRegistry(tmp_path_factory.mktemp("registry")).start())
+        client = RegistryClient(started[-1].url)
+        client.storage = started[-1].data  # type: ignore[attr-defined]
         return client
 
     yield start
-    for process in processes:
-        process.terminate()
-        process.wait()
+    for registry in started:
+        registry.stop()
 
 
 @pytest.fixture

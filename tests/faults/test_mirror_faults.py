@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,36 +17,21 @@ from podinfra.images.mirror import RegistrySource, Summary, copy_image
 from podinfra.images.registry import RegistryClient, RegistryError
 from podinfra.images.transfer import Transfers
 from podinfra.lab import pause
+from podinfra.lab.upstream import LoopbackRegistry
 
-from ..conftest import free_port
 from .bigimage import MIB, push_image
 
 
-class Registry:
-    """A docker-registry that can be stopped and started again on the same port and storage."""
+class Registry(LoopbackRegistry):
+    """A docker-registry that can be stopped (killed, as a crash would) and started again on the same port and
+    storage; its client gives up after 5 s."""
 
     def __init__(self, top: Path):
-        self.port = free_port()
-        self.config = top / "registry.yml"
-        self.config.write_text(
-            f"version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {top / 'data'}}}}}\n"
-            f"http: {{addr: 127.0.0.1:{self.port}}}\n"
-        )
-        self.client = RegistryClient(f"http://127.0.0.1:{self.port}", timeout=5)
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(top)
+        self.client = RegistryClient(self.url, timeout=5)
 
-    def start(self) -> Registry:
-        self.process = subprocess.Popen(["docker-registry", "serve", str(self.config)], stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not self.client.ping():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        assert self.process
-        self.process.kill()
-        self.process.wait()
+    def stop(self, kill: bool = True) -> None:
+        super().stop(kill)
 
 
 @pytest.fixture

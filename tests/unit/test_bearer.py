@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import subprocess
 import threading
 import time
 import uuid
@@ -27,8 +26,7 @@ from cryptography.x509.oid import NameOID
 from podinfra import cli
 from podinfra.images.registry import RegistryClient, RegistryError
 from podinfra.lab import pause
-
-from ..conftest import free_port
+from podinfra.lab.upstream import LoopbackRegistry, free_port
 
 USER, PASSWORD, SERVICE, ISSUER = "mirror", "s3cret", "podinfra-test", "podinfra-test-issuer"
 
@@ -102,25 +100,15 @@ def token_registry(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     bundle = tmp_path / "root.crt"
     bundle.write_bytes(issuer.cert.public_bytes(serialization.Encoding.PEM))
-    port = free_port()
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        f"version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {tmp_path / 'data'}}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\nauth:\n  token:\n    realm: http://127.0.0.1:{server.server_port}/token\n"
-        f"    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {bundle}\n"
-    )
-    registry = subprocess.Popen(
-        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    registry = LoopbackRegistry(
+        tmp_path,
+        extra=f"auth:\n  token:\n    realm: http://127.0.0.1:{server.server_port}/token\n"
+        f"    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {bundle}\n",
     )
     try:
-        deadline = time.monotonic() + 10
-        while not _challenges(f"http://127.0.0.1:{port}/v2/"):
-            assert time.monotonic() < deadline, "docker-registry did not start"
-            time.sleep(0.05)
-        yield f"127.0.0.1:{port}", requests_seen
+        with registry.start(ready=lambda: _challenges(f"{registry.url}/v2/")):
+            yield registry.addr, requests_seen
     finally:
-        registry.terminate()
-        registry.wait()
         server.shutdown()
 
 

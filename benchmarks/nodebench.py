@@ -15,6 +15,7 @@ from pathlib import Path
 from labtools import INVENTORY, PYINFRA, SANDBOX_IMAGE, Lab, progress, run
 
 from podinfra import versions
+from podinfra.deploys import json_output
 
 HERE = Path(__file__).resolve().parent
 ANSIBLE_DIR = HERE / "ansible"
@@ -69,7 +70,7 @@ def apply_podinfra(lab: Lab, names: list[str]) -> Outcome:
     seconds = time.perf_counter() - start
     log = result.stdout + result.stderr
     try:
-        totals = json.loads(result.stdout[result.stdout.index('{"plan"') :])["results"]["totals"]
+        totals = json_output.totals(result.stdout)
     except ValueError:
         return Outcome(seconds, 0, max(1, result.returncode), log)
     return Outcome(seconds, totals["success"], totals["error"] + (result.returncode != 0), log)

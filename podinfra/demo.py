@@ -7,7 +7,6 @@ run shows zero changes everywhere.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from podinfra import table, versions
+from podinfra.deploys import json_output
 from podinfra.errors import PodinfraError
 from podinfra.lab import lifecycle
 from podinfra.lab.state import CONTAINERD_LINES, LabConfig
@@ -42,10 +42,12 @@ def deploy(name: str, env: dict[str, str]) -> dict[str, int]:
         cwd=REPO,
         env=env,
     )
-    output = result.stdout
-    totals = json.loads(output[output.index("{") :])["results"]["totals"] if "{" in output else {}
+    try:
+        totals = json_output.totals(result.stdout)
+    except ValueError:
+        totals = {}
     if result.returncode != 0 or totals.get("error"):
-        tail = "\n".join((result.stderr or output).strip().splitlines()[-8:])
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
         raise StepFailed(f"deploys/{name}.py failed:\n{tail}")
     took = time.monotonic() - started
     say(f"    {totals.get('success', 0)} changed, {totals.get('no_change', 0)} unchanged ({took:.1f}s)")

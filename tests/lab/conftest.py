@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from podinfra.deploys import json_output
+
 # Two checkouts can run their lab tests at once, each on a lab of its own: PODINFRA_TEST_LAB=NAME:THIRD_OCTET.
 LAB, _OCTET = os.environ.get("PODINFRA_TEST_LAB", "citest:1").split(":")
 SUBNET, UPSTREAM_PORT = f"10.213.{_OCTET}.0/24", str(5100 + int(_OCTET))
@@ -49,24 +51,14 @@ def pyinfra(lab: dict[str, Any], deploy: str, version: str = "1.31", *extra: str
     return subprocess.run(command, capture_output=True, text=True, env=env)
 
 
-def _results(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    """The ``results`` of a pyinfra ``--json`` run's output."""
-    return json.loads(result.stdout[result.stdout.index("{") :])["results"]
-
-
 def totals(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
     """pyinfra's ``--json`` totals: ``success`` counts operations that changed something."""
-    return _results(result)["totals"]
+    return json_output.totals(result.stdout)
 
 
 def changes(result: subprocess.CompletedProcess[str]) -> list[str]:
-    """What a pyinfra ``--json`` run changed or failed, as "HOST: OPERATION (error)", so that an idempotence
-    assertion names the operation instead of a count."""
-    return [
-        f"{host}: {op['name']}{' (error)' if host in op['error'] else ''}"
-        for op in _results(result)["operations"]
-        for host in op["success"] + op["error"]
-    ]
+    """What a pyinfra ``--json`` run changed or failed, as "HOST: OPERATION (error)"."""
+    return json_output.changes(result.stdout)
 
 
 def leftovers(root: str, bridge: str) -> list[str]:

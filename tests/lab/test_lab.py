@@ -14,6 +14,7 @@ import pytest
 import testinfra
 
 from podinfra.check.cri import Runtime, forwarded_socket
+from podinfra.deploys import json_output
 from podinfra.images.registry import RegistryClient
 from podinfra.lab.image import config_file
 
@@ -66,7 +67,7 @@ def test_pyinfra_reaches_the_nodes_through_the_lab_inventory(lab):
         env={**os.environ, "PODINFRA_LAB": LAB},
     )
     assert result.returncode == 0, result.stderr
-    totals = json.loads(result.stdout[result.stdout.index("{") :])["results"]["totals"]
+    totals = json_output.totals(result.stdout)
     assert totals["success"] == 4 and totals["error"] == 0
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from podinfra import versions
 from podinfra.check.cri import Runtime, SandboxStatus, forwarded_socket
+from podinfra.deploys import json_output
 from podinfra.lab.image import config_file
 
 from .conftest import (
@@ -208,7 +209,7 @@ def test_dry_run_shows_each_files_diff_with_secrets_masked_and_changes_nothing(m
     )
     try:
         ok(result)
-        plan = json.loads(result.stdout[result.stdout.index("{") :])["plan"]
+        plan = json_output.document(result.stdout)["plan"]
         changing = {op["name"] for op in plan if op["hosts_with_change"] == ["node2"]}
         assert "podinfra node runtime | containerd config: sandbox image and registry config_path" in changing
         diff = result.stderr

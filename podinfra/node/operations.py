@@ -40,6 +40,7 @@ from podinfra.images.mirror import RegistrySource, Summary, copy_image, registry
 from podinfra.images.oci import Image
 from podinfra.images.reference import Reference, cri_name, under
 from podinfra.images.registry import RegistryClient
+from podinfra.node import pyinfra_internals
 from podinfra.node.containerd import ctr, daemon
 from podinfra.node.containerd.shape import Shape, runtime_shape
 from podinfra.node.facts import ContainerdDaemon, ContainerdImages, ContainerImages
@@ -185,9 +186,9 @@ class Rollout:
     """Failed restarts counted across one pyinfra run, so that later batches stop once more than
     `allowed` nodes have failed. One per run: :func:`rollout` keeps it on pyinfra's State.
 
-    Batches are pyinfra's own: ``_parallel=N`` cuts ``state.inventory.get_active_hosts()`` into
-    slices of N (``tests/unit/test_operations.py`` pins that against pyinfra). A host is stopped by
-    failures in earlier batches only, never by a peer of its own batch.
+    Batches are pyinfra's own (``_parallel=N``; how pyinfra cuts them is in
+    :mod:`podinfra.node.pyinfra_internals`). A host is stopped by failures in earlier batches only, never
+    by a peer of its own batch.
     """
 
     allowed: int
@@ -195,7 +196,7 @@ class Rollout:
     failed: dict[str, int] = field(default_factory=dict)  # host name -> its batch
 
     def batch_of(self, state: State, host: Host) -> int:
-        return [h.name for h in state.inventory.get_active_hosts()].index(host.name) // self.batch
+        return pyinfra_internals.batch_of(state, host, self.batch)
 
     def stopped(self, state: State, host: Host) -> int:
         """How many nodes of earlier batches failed, when that is more than allowed (else 0)."""
@@ -206,7 +207,7 @@ class Rollout:
 
 def rollout(allowed: int, batch: int) -> Rollout:
     """This run's Rollout (the deploy file runs once per host, and every host must count in the same)."""
-    runs: dict[tuple[int, int], Rollout] = state.__dict__.setdefault("podinfra_rollouts", {})
+    runs: dict[tuple[int, int], Rollout] = pyinfra_internals.run_data(state, "rollouts", dict)
     return runs.setdefault((allowed, batch), Rollout(allowed, batch))
 
 

@@ -1,6 +1,6 @@
 """podinfra's facts and operations without a host, in pyinfra's own test style: fact output in, the
-value out; facts given to an operation, the commands it yields (or its no-op) out. And the rollout's
-one assumption about pyinfra, pinned against pyinfra's own batching."""
+value out; facts given to an operation, the commands it yields (or its no-op) out. (What the rollout
+assumes of pyinfra is pinned in test_pyinfra_internals.py.)"""
 
 from __future__ import annotations
 
@@ -10,12 +10,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-import gevent
-import pytest
 from pyinfra.api import Config, Inventory, State
-from pyinfra.api import operations as pyinfra_operations
 from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringCommand
-from pyinfra.api.state import StateOperationMeta
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.files import File, FileContents, Sha256File
 
@@ -88,7 +84,7 @@ def fact(cls: type, value: Any, **kwargs: Any) -> tuple[tuple[type, tuple[tuple[
 
 @contextmanager
 def on(fake: FakeHost, diff: bool = False, executing: bool = True):
-    state = SimpleNamespace(config=SimpleNamespace(DIFF=diff), is_executing=executing, __dict__={})
+    state = SimpleNamespace(config=SimpleNamespace(DIFF=diff), is_executing=executing)
     with ctx_host.use(fake), ctx_state.use(state):
         yield
 
@@ -233,39 +229,7 @@ def test_wanted_names_what_differs():
     )
 
 
-# --- the rollout's batches are pyinfra's ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("batch", [1, 2, 3])
-def test_rollout_batches_are_the_batches_pyinfra_runs(monkeypatch, batch):
-    """Run one operation through pyinfra's own _run_single_op with _parallel: the hosts that run together
-    are the ones Rollout.batch_of puts in one batch."""
-    inventory = Inventory(([f"h{i}" for i in range(7)], {}))  # type: ignore[no-untyped-call]
-    state = State(inventory, Config())  # type: ignore[no-untyped-call]
-    for host in inventory:
-        state.activate_host(host)
-    state.op_meta["op"] = StateOperationMeta(op_order=(1,))
-    state.op_meta["op"].global_arguments.update({"_serial": False, "_parallel": batch, "_run_once": False})
-    seen: list[tuple[int, str]] = []
-    running_batch = [0]
-
-    def record(state: State, host: Any, op_hash: str) -> bool:
-        seen.append((running_batch[0], host.name))
-        gevent.sleep(0)
-        return True
-
-    original_iwait = gevent.iwait
-
-    def iwait(greenlets: Any) -> Any:
-        yield from original_iwait(greenlets)
-        running_batch[0] += 1
-
-    monkeypatch.setattr(pyinfra_operations, "_run_host_op_with_context", record)
-    monkeypatch.setattr(pyinfra_operations.gevent, "iwait", iwait)
-    with ctx_state.use(state):
-        pyinfra_operations._run_single_op(state, "op")
-    rollout = Rollout(0, batch)
-    assert {name: index for index, name in seen} == {host.name: rollout.batch_of(state, host) for host in inventory}
+# --- the rollout ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -369,3 +333,72 @@ def test_the_probe_image_is_pushed_once(registry):
     with on(fake):
         assert operations._push_probe(None, fake, image, registry, "podinfra/probe")  # type: ignore[arg-type]
     assert commands(operations.probe_image_pushed, fake, image=image, mirror=mirror, dest=registry) == []
+
+
+# --- the restart and its rollback -------------------------------------------------------------------------
+
+
+@dataclass
+class ShellHost(FakeHost):
+    """A host whose shell commands answer in turn from `answers` (ok, stdout lines), recorded in `ran`."""
+
+    answers: list[tuple[bool, list[str]]] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+
+    def run_shell_command(self, command: StringCommand, print_output: bool = False) -> tuple[bool, Any]:
+        self.ran.append(command.get_raw_value())
+        ok, lines = self.answers.pop(0)
+        return ok, SimpleNamespace(stdout_lines=lines)
+
+
+def restart(fake: ShellHost, wrote: bool, rollout: Rollout | None = None) -> tuple[bool, Rollout]:
+    from podinfra.node.containerd.shape import runtime_shape
+
+    rollout = rollout or Rollout(allowed=0, batch=1)
+    wanted = operations.Wanted("r/pause:3.10", "/etc/containerd/certs.d", runtime_shape("1.7.24"), 30)
+    state = SimpleNamespace(inventory=SimpleNamespace(get_active_hosts=lambda: [SimpleNamespace(name="node0"), fake]))
+    written = SimpleNamespace(did_change=lambda: wrote)
+    ok = operations._restart(state, fake, rollout, written, ["/c"], "/c", wanted)  # type: ignore[arg-type]
+    return ok, rollout
+
+
+RESTORE = "if [ -f /c.podinfra-backup ]; then cp -p /c.podinfra-backup /c ; fi"
+
+
+def test_a_restart_that_fails_puts_the_old_config_back_restarts_and_fails_the_node_by_name(caplog):
+    fake = ShellHost({}, answers=[(False, []), (True, []), (True, [])])
+    ok, rollout = restart(fake, wrote=True)
+    assert not ok
+    assert [command.split("\n")[0] for command in fake.ran] == [
+        "systemctl restart containerd || exit 1",  # the new config: containerd does not come back
+        RESTORE,
+        "systemctl restart containerd || exit 1",  # the old one, restarted
+    ]
+    assert rollout.failed == {"node1": 1}, "counted in its batch, for the later batches"
+    assert "[node1] containerd did not come back with its CRI plugin within 30s" in caplog.text
+    assert "previous config restored, containerd restarted" in caplog.text
+    assert "did not come back either" not in caplog.text
+
+
+def test_a_restart_whose_effective_config_is_wrong_is_rolled_back_too(caplog):
+    dump = ["pid=1", "started=1500 0 100", "config=/c", "file=1000 /c", "--- dump", "version = 2"]
+    fake = ShellHost({}, answers=[(True, []), (True, dump), (True, []), (False, [])])
+    assert not restart(fake, wrote=True)[0]
+    assert fake.ran[2] == RESTORE
+    assert "[node1] containerd's effective config (config dump) has" in caplog.text
+    assert "and it did not come back either (journalctl -u containerd)" in caplog.text
+
+
+def test_a_failed_restart_after_someone_elses_edit_is_left_to_the_operator(caplog):
+    fake = ShellHost({}, answers=[(False, [])])
+    assert not restart(fake, wrote=False)[0]
+    assert len(fake.ran) == 1 and RESTORE not in fake.ran
+    assert "not by podinfra in this run: fix it by hand" in caplog.text
+
+
+def test_after_failures_in_earlier_batches_the_node_keeps_its_old_config_unrestarted(caplog):
+    earlier = Rollout(allowed=0, batch=1, failed={"node0": 0})
+    fake = ShellHost({}, answers=[(True, [])])
+    assert not restart(fake, wrote=True, rollout=earlier)[0]
+    assert fake.ran == [RESTORE]
+    assert "rollout stopped after 1 failed node(s) in earlier batches" in caplog.text

@@ -26,7 +26,7 @@ from podinfra.images.oci import ALL_MANIFEST_TYPES
 from podinfra.node.containerd import ctr, daemon, hazards
 from podinfra.node.containerd.shape import version_from_output
 from podinfra.node.runtime_files import crio_version_from_output
-from podinfra.suite import probes, readers, waits
+from podinfra.suite import internals, probes, readers, waits
 
 RESULTS = pytest.StashKey[dict[str, dict[str, catalogue.CheckResult]]]()
 NOTES = pytest.StashKey[dict[str, list[str]]]()
@@ -229,20 +229,18 @@ def _runtime(output: str) -> tuple[str, str]:
 
 def ssh_config_for(backend: Any, workdir: Path) -> tuple[Path | None, str]:
     """An ssh_config (and host alias) reaching the testinfra host; None for the local backend."""
-    if backend.NAME == "local":
+    target = internals.ssh_target(backend)
+    if target.kind == "local":
         return None, "localhost"
-    if backend.NAME not in ("ssh", "safe-ssh", "paramiko"):
-        raise RuntimeError(f"the {backend.NAME} connection is not supported: use ssh:// (or local://)")
-    if getattr(backend, "ssh_config", None):
-        return Path(backend.ssh_config), backend.host.name
+    if target.kind not in internals.SSH_BACKENDS:
+        raise RuntimeError(f"the {target.kind} connection is not supported: use ssh:// (or local://)")
+    if target.ssh_config:
+        return target.ssh_config, target.name
     path = workdir / "ssh_config"
-    identity = getattr(backend, "ssh_identity_file", None)
     path.write_text(
-        sshconfig.block(
-            backend.host.name, user=backend.host.user, port=backend.host.port, identity=identity, batch=True
-        )
+        sshconfig.block(target.name, user=target.user, port=target.port, identity=target.identity, batch=True)
     )
-    return path, backend.host.name
+    return path, target.name
 
 
 @dataclass

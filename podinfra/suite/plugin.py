@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from podinfra.check import catalogue
-from podinfra.suite import waits
+from podinfra.suite import internals, waits
 from podinfra.suite.node import (
     CRI,
     NOTES,
@@ -82,14 +82,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     (pytest-dev/pytest-xdist#1386)."""
     if config.getvalue("dist") != "loadgroup":
         return None
-    from xdist.scheduler import LoadGroupScheduling
-
-    class ByNode(LoadGroupScheduling):  # type: ignore[misc]
-        def _split_scope(self, nodeid: str) -> str:
-            host = nodeid.rpartition("[")[2].rstrip("]")
-            return host if host.startswith(("ssh://", "paramiko://", "local://")) else str(super()._split_scope(nodeid))
-
-    return ByNode(config, log)
+    return internals.scheduler_by_host(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -142,8 +135,7 @@ def _check_id(item: pytest.Item) -> str | None:
 
 
 def _item_node(item: pytest.Item) -> str:
-    params = getattr(item, "callspec", None)
-    host = params.params.get("_testinfra_host") if params else None
+    host = internals.host_of(item)
     return node_name(item.config, host) if host is not None else "local"
 
 

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from podinfra.lab import pause
 
 
@@ -33,8 +35,8 @@ def test_binaries_are_static_for_their_platform(tmp_path):
         assert machine in described.replace("ARM ", "") and "statically linked" in described
 
 
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="runs the amd64 pause binary: an x86_64 host only")
 def test_pause_reaps_orphans_and_exits_on_sigterm(tmp_path):
-    assert platform.machine() == "x86_64"
     binary = tmp_path / "pause-3.10-amd64"
     pause.compile_pause("3.10", "amd64", tmp_path)
     assert subprocess.run([str(binary), "-v"], capture_output=True, text=True).stdout.startswith("pause.c 3.10")

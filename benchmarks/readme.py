@@ -166,15 +166,30 @@ def dates(results: Results) -> str:
     return "; ".join(parts) + "."
 
 
+def lab_scale(results: Results) -> str:
+    """What a lab node costs, and how many the machine holds (the same bounds as RESULTS.md's)."""
+    scale, cores = results["scale"], results["meta"].get("cores") or 2
+    pss = median(scale["node_pss_mib"])
+    delta = scale.get("lab_up_delta_mib")
+    per_node = max(pss, (delta or 0) / (scale["lab_nodes"] + 1))
+    memory = int((scale["mem_total_mib"] - 2048) / per_node)
+    inotify = scale["inotify_limit"] // max(scale["inotify_per_node"])
+    booted = f", {delta / (scale['lab_nodes'] + 1):.0f} MiB of MemAvailable per host booted" if delta else ""
+    return (
+        f"Lab scale: a node costs about {pss:.0f} MiB (PSS of its processes){booted}; memory would allow about "
+        f"{memory} idle nodes, root's inotify instances (raised by `lab up`) about {inotify}, a /24 lab 244. Busy "
+        f"nodes are bound by the {cores} cores long before that."
+    )
+
+
 def block(results: Results) -> str:
-    """The README's lines between the markers: when each row was measured, and the table."""
+    """The README's lines between the markers: when each row was measured, the table, and the lab's scale."""
     rows = node_rows(results) + mirror_rows(results)
     if "mirror_large" in results:
         rows += large_rows(results["mirror_large"])
     rows += check_rows(results["check"])
-    return "\n".join(
-        [BEGIN, dates(results), "", table(["figure", "podinfra", "alternative", "ratio", "target"], rows), END]
-    )
+    header = ["figure", "podinfra", "alternative", "ratio", "target"]
+    return "\n".join([BEGIN, dates(results), "", table(header, rows), "", lab_scale(results), END])
 
 
 def rewrite(readme: str, results: Results) -> str:

@@ -117,8 +117,8 @@ def ensure_lab(name: str, nodes: int, subnet: str, upstream_port: int, container
     down = f"`podinfra lab down --name {name}`"
     if state is not None and state.config.nodes < nodes:
         raise LabError(f"lab {name} has {state.config.nodes} nodes, {nodes} wanted: {down}")
-    if state is not None and ",".join(state.config.containerd) != containerd:
-        raise LabError(f"lab {name} runs containerd {','.join(state.config.containerd)}, {containerd} wanted: {down}")
+    if state is not None and ",".join(state.config.runtimes) != containerd:
+        raise LabError(f"lab {name} runs containerd {','.join(state.config.runtimes)}, {containerd} wanted: {down}")
     try:
         if state is None or not all(pid_alive(n.pid, str(state.config.root)) for n in state.nodes):
             progress(f"lab up: {name}, {nodes} nodes of containerd {containerd} on {subnet}")

@@ -39,7 +39,21 @@ _nodes = {
 
 def _group(name: str) -> list[tuple[str, dict[str, object]]]:
     extra = _nodes if name == "nodes" else {}
-    return [(n.name, {"ssh_hostname": n.address, **_ssh, **extra}) for n in _state.nodes if n.group == name]
+    # lab_runtime/lab_runtime_version: what the lab booted, for lab tests; podinfra itself never reads them.
+    return [
+        (
+            n.name,
+            {
+                "ssh_hostname": n.address,
+                **_ssh,
+                **extra,
+                "lab_runtime": n.runtime_name,
+                "lab_runtime_version": n.version,
+            },
+        )
+        for n in _state.nodes
+        if n.group == name
+    ]
 
 
 nodes = _group("nodes")

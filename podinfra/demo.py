@@ -18,7 +18,7 @@ from podinfra import table, versions
 from podinfra.deploys import json_output
 from podinfra.errors import PodinfraError
 from podinfra.lab import lifecycle
-from podinfra.lab.state import CONTAINERD_LINES, LabConfig
+from podinfra.lab.state import DEFAULT_LINES, LabConfig
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -60,14 +60,14 @@ def main(args: Any) -> int:
         args.kubernetes_version, "the demo runs a minor of the catalogue"
     )  # an unsupported version stops here, before the lab is touched
     lines = args.containerd or tuple(
-        line for line in CONTAINERD_LINES if versions.containerd_supported(args.kubernetes_version, line)
+        line for line in DEFAULT_LINES if versions.containerd_supported(args.kubernetes_version, line)
     )
-    return run(LabConfig(nodes=args.nodes, containerd=lines), args.kubernetes_version)
+    return run(LabConfig(nodes=args.nodes, runtimes=lines), args.kubernetes_version)
 
 
 def run(config: LabConfig, kubernetes_version: str) -> int:
     say(
-        f"== 1/5 lab: {config.nodes} nodes (containerd {', '.join(config.containerd)}), a registry node, "
+        f"== 1/5 lab: {config.nodes} nodes (containerd {', '.join(config.runtimes)}), a registry node, "
         "an upstream registry (podinfra lab up)"
     )
     lifecycle.up(config)

@@ -1,11 +1,15 @@
 """The lab's node image: one mmdebstrap tarball, cached, unpacked once into a shared base tree
-that every node overlays, and one small layer per containerd line on top of it.
+that every node overlays, and one small layer per runtime on top of it.
 
-Line 1.6 is bookworm's own containerd, in the base tree. The newer lines are Debian's packages
-of later suites (``LINES``): their containerd, shim and ctr run on bookworm's glibc, and
-bookworm's runc 1.1.5 serves them all (sid's runc needs a newer glibc). Each layer also carries
-the line's stock Debian ``config.toml`` with the lab-only settings (``files/containerd-LINE.toml``):
-that file stands for the operator's own, which podinfra edits.
+containerd 1.6 is bookworm's own, in the base tree. Lines 1.7 and 2.1 are Debian's packages of later
+suites, 2.2 and 2.3 containerd's release tarballs (``CONTAINERD_SUITES``): their containerd, shim and
+ctr run on bookworm's glibc, and bookworm's runc 1.1.5 serves them all (sid's runc needs a newer glibc).
+Each layer also carries the line's config.toml with the lab-only settings (``files/containerd-LINE.toml``):
+that file stands for the operator's own, which podinfra edits. CRI-O's layer is built in
+:mod:`podinfra.lab.crio`.
+
+Cache entries are built under a lock each (several labs may come up at once) and renamed into place
+when complete.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from podinfra.lab import suites
-from podinfra.lab.state import CACHE_DIR, CONTAINERD_SUITES, LabError
+from podinfra.lab import releases, suites
+from podinfra.lab.state import CACHE_DIR, CONTAINERD_SUITES, RELEASE, LabError, cache_lock
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -35,6 +39,8 @@ PACKAGE_FILES = (
     "usr/bin/ctr",
     "usr/lib/systemd/system/containerd.service",
 )
+# What it takes from a release tarball (installed over bookworm's, whose systemd unit starts /usr/bin/containerd).
+RELEASE_FILES = {f"bin/{name}": f"usr/bin/{name}" for name in ("containerd", "containerd-shim-runc-v2", "ctr")}
 
 
 def _key(*parts: object) -> str:
@@ -55,16 +61,19 @@ def ensure_tarball(log: Path) -> Path:
     out = tarball_path()
     if out.exists():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.stem + ".partial.tar")  # mmdebstrap picks the format by extension
-    with log.open("ab") as sink:
-        subprocess.run(
-            ["mmdebstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(partial)],
-            check=True,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    partial.rename(out)
+    with cache_lock(out):
+        if out.exists():
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(out.stem + ".partial.tar")  # mmdebstrap picks the format by extension
+        with log.open("ab") as sink:
+            subprocess.run(
+                ["mmdebstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(partial)],
+                check=True,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        partial.rename(out)
     return out
 
 
@@ -73,14 +82,17 @@ def ensure_base(log: Path) -> Path:
     base = base_path()
     if (base / ".podinfra-complete").exists():
         return base
-    tarball = ensure_tarball(log)
-    partial = base.with_name(base.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    subprocess.run(["tar", "-xf", str(tarball), "-C", str(partial), "--numeric-owner"], check=True)
-    customize(partial)
-    (partial / ".podinfra-complete").touch()
-    partial.rename(base)
+    with cache_lock(base):
+        if (base / ".podinfra-complete").exists():
+            return base
+        tarball = ensure_tarball(log)
+        partial = base.with_name(base.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        subprocess.run(["tar", "-xf", str(tarball), "-C", str(partial), "--numeric-owner"], check=True)
+        customize(partial)
+        (partial / ".podinfra-complete").touch()
+        partial.rename(base)
     return base
 
 
@@ -90,33 +102,51 @@ def config_file(line: str) -> bytes:
 
 
 def line_layer(line: str, log: Path) -> tuple[Path, str]:
-    """The overlay layer that makes a node run containerd `line`; returns (layer, package version).
-
-    Built once per line and package version (the directory name is the cache key)."""
+    """The overlay layer that makes a node run containerd `line`; returns (layer, the version that
+    `containerd --version` prints). Built once per line and binaries (the directory name is the cache key)."""
     suite = suite_of(line)
     if suite is None:
-        tree, version = None, _base_version()
+        tree, source, files = base_path(), _base_version(), {}
+    elif suite == RELEASE:
+        tree, source = releases.unpack(releases.CONTAINERD, line)
+        files = RELEASE_FILES
     else:
-        tree, version = suites.unpack(suite, "containerd", line, log)
+        tree, source = suites.unpack(suite, "containerd", line, log)
+        files = {name: name for name in PACKAGE_FILES}
     config = config_file(line)
-    layer = CACHE_DIR / f"layer-containerd-{line}-{_key(version, config, PACKAGE_FILES)}"
-    if (layer / ".podinfra-complete").exists():
-        return layer, version
+    layer = CACHE_DIR / f"layer-containerd-{line}-{_key(source, config, files)}"
+    if not (layer / ".podinfra-complete").exists():
+        with cache_lock(layer):
+            if not (layer / ".podinfra-complete").exists():
+                _build_layer(layer, tree, files, config)
+    return layer, (layer / ".podinfra-complete").read_text().strip()
+
+
+def _build_layer(layer: Path, tree: Path, files: dict[str, str], config: bytes) -> None:
     partial = layer.with_name(layer.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    for name in PACKAGE_FILES if tree else ():
-        target = partial / name
+    for name, installed in files.items():
+        target = partial / installed
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(tree / name, target)  # type: ignore[operator]
+        shutil.copy2(tree / name, target)
     (partial / "etc/containerd").mkdir(parents=True)
     (partial / "etc/containerd/config.toml").write_bytes(config)
-    (partial / ".podinfra-complete").write_text(version + "\n")
+    daemon = partial / "usr/bin/containerd" if files else tree / "usr/bin/containerd"
+    (partial / ".podinfra-complete").write_text(containerd_version(daemon) + "\n")
     partial.rename(layer)
-    return layer, version
+
+
+def containerd_version(daemon: Path) -> str:
+    """The version `containerd --version` prints ("containerd github.com/containerd/containerd/v2 v2.3.4 COMMIT"),
+    without the v: the node's binaries run on this host too (both are bookworm)."""
+    out = subprocess.run([str(daemon), "--version"], capture_output=True, text=True, check=True).stdout.split()
+    if len(out) < 3 or out[0] != "containerd":
+        raise LabError(f"{daemon} --version printed {' '.join(out)!r}, not containerd's version line")
+    return out[2].removeprefix("v")
 
 
 def suite_of(line: str) -> str | None:
-    """The Debian suite containerd `line` comes from (None: the node image's own)."""
+    """Where containerd `line` comes from: a Debian suite, RELEASE (its release tarball) or None (the node image)."""
     if line not in CONTAINERD_SUITES:
         raise LabError(f"containerd {line}: the lab runs {', '.join(CONTAINERD_SUITES)}")
     return CONTAINERD_SUITES[line]

@@ -15,8 +15,8 @@ from typing import Any
 
 from podinfra.data import sshconfig
 from podinfra.images.registry import RegistryClient
-from podinfra.lab import image, node, pause, suites, upstream
-from podinfra.lab.state import STATE_ROOT, LabConfig, LabError, LabState, NodeState, pid_alive
+from podinfra.lab import crio, image, node, pause, upstream
+from podinfra.lab.state import CRIO, STATE_ROOT, LabConfig, LabError, LabState, NodeState, pid_alive
 
 INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "lab.py"
 POD_SUPERNET = "10.244.0.0/16"
@@ -113,15 +113,15 @@ def up(config: LabConfig) -> LabState:
     if state and state.config != config:
         raise LabError(
             f"lab {config.name!r} is up with a different shape ({state.config.nodes} nodes, {state.config.subnet}, "
-            f"containerd {','.join(state.config.containerd)}); run `podinfra lab down --name {config.name}` first"
+            f"runtimes {','.join(state.config.runtimes)}); run `podinfra lab down --name {config.name}` first"
         )
     if state is None:
         pods = list(ipaddress.ip_network(POD_SUPERNET).subnets(new_prefix=24))
         state = LabState(
             config=config,
             nodes=[
-                NodeState(name, group, addr, pod_subnet=str(pods[i]), containerd=line)
-                for i, (name, group, addr, line) in enumerate(config.hosts())
+                NodeState(name, group, addr, pod_subnet=str(pods[i]), runtime=runtime)
+                for i, (name, group, addr, runtime) in enumerate(config.hosts())
             ],
         )
     started = time.monotonic()
@@ -130,9 +130,9 @@ def up(config: LabConfig) -> LabState:
     progress(f"node image (cached at {image.tarball_path()})")
     base = image.ensure_base(config.root / "image.log")
     layers = {}
-    for line in dict.fromkeys(n.containerd for n in state.nodes):
-        progress(f"containerd {line} layer")
-        layers[line] = image.line_layer(line, config.root / "image.log")
+    for runtime in dict.fromkeys(n.runtime for n in state.nodes):
+        progress(f"{_label(runtime)} layer")
+        layers[runtime] = _layer(runtime, config.root / "image.log")
     _raise_inotify_limits()
     _write_ssh_files(state)
     _ensure_bridge(config)
@@ -141,8 +141,8 @@ def up(config: LabConfig) -> LabState:
         marker = str(node.rootfs(config, n.name))
         if pid_alive(n.pid, marker):
             continue
-        layer, n.containerd_version = layers[n.containerd]
-        progress(f"booting {n.name} ({n.address}, containerd {n.containerd_version})")
+        layer, n.version = layers[n.runtime]
+        progress(f"booting {n.name} ({n.address}, {n.runtime_name} {n.version})")
         node.prepare(state, n, base, layer)
         n.pid = node.boot(config, n)
         booted.append(n.name)
@@ -155,20 +155,29 @@ def up(config: LabConfig) -> LabState:
     progress("publishing pause images to upstream")
     pause.publish(RegistryClient(f"http://{state.upstream}"), config.root / "pause")
     if booted:
-        progress(f"waiting for SSH and containerd on {', '.join(booted)}")
+        progress(f"waiting for SSH and the runtime on {', '.join(booted)}")
         node.wait_for_ssh(state, booted)
     progress(f"lab {config.name} up in {time.monotonic() - started:.1f}s")
     return state
 
 
-def fetch(lines: tuple[str, ...], log: Path = Path("/dev/null")) -> dict[str, str]:
-    """The Debian packages of the containerd `lines` unpacked in the cache (no root needed for the cache
-    itself; apt's own state is kept there); returns line -> package version."""
-    found = {}
-    for line in lines:
-        suite = image.suite_of(line)
-        found[line] = suites.unpack(suite, "containerd", line, log)[1] if suite else "(the node image's own)"
-    return found
+def _label(runtime: str) -> str:
+    return runtime if runtime == CRIO else f"containerd {runtime}"
+
+
+def _layer(runtime: str, log: Path) -> tuple[Path, str]:
+    return crio.layer(log) if runtime == CRIO else image.line_layer(runtime, log)
+
+
+def fetch(runtimes: tuple[str, ...], log: Path = Path("/dev/null")) -> dict[str, str]:
+    """The layers of `runtimes` (containerd lines, CRIO) built in the cache from their Debian packages and
+    release tarballs, so that a later `lab up` finds them; returns runtime -> version. Quick when cached."""
+    return {
+        _label(runtime): "(the node image's own)"
+        if runtime != CRIO and image.suite_of(runtime) is None
+        else _layer(runtime, log)[1]
+        for runtime in runtimes
+    }
 
 
 def _mounts_under(root: Path) -> list[str]:
@@ -238,18 +247,23 @@ cat > /etc/containerd/config.toml
 rm -rf /etc/containerd/certs.d /etc/podinfra /var/lib/kubelet/kubeadm-flags.env /etc/containerd/config.toml.podinfra-*
 systemctl restart containerd
 for _ in $(seq 1 30); do ctr version >/dev/null 2>&1 && break; sleep 0.5; done
-ctr -n k8s.io images ls -q | xargs -r ctr -n k8s.io images rm >/dev/null
+ctr -n k8s.io images ls -q 2>/dev/null | xargs -r ctr -n k8s.io images rm >/dev/null 2>&1
 """
 
 
 def reset(name: str) -> None:
     """Put every node of group `nodes` back to its lab-fresh runtime state: its containerd line's
-    config, no mirrors, no kubelet flags, no images. Running sandboxes are left alone."""
+    config (or CRI-O's lab drop-in alone), no mirrors, no kubelet flags, no images. Running sandboxes
+    are left alone."""
     state = LabState.load(name)
     for n in state.nodes:
         if n.group == "nodes":
-            pristine = image.config_file(n.containerd)
-            subprocess.run(["ssh", "-F", str(state.ssh_config), n.name, RESET], input=pristine, check=True)
+            script, pristine = (
+                (crio.RESET, crio.dropin()) if n.runtime == CRIO else (RESET, image.config_file(n.runtime))
+            )
+            subprocess.run(["ssh", "-F", str(state.ssh_config), n.name, script], input=pristine, check=True)
+            if n.runtime == CRIO:
+                crio.remove_images(state.ssh_config, n.name)
             progress(f"{n.name} reset")
 
 
@@ -264,7 +278,9 @@ def status(name: str) -> dict[str, Any]:
             "group": n.group,
             "state": "running" if pid_alive(n.pid, str(node.rootfs(config, n.name))) else "stopped",
             "pid": n.pid,
-            "containerd": n.containerd,
+            "runtime": n.runtime_name,
+            "version": n.version,
+            "containerd": n.containerd,  # the line; None on a CRI-O node
             "containerd_version": n.containerd_version,
         }
         for n in state.nodes

@@ -125,12 +125,14 @@ def stop(pid: int | None, marker: str, timeout: float = 20) -> None:
 
 
 def wait_for_ssh(state: LabState, names: list[str], timeout: float = 180) -> None:
+    """Until each node answers SSH with its runtime's service active."""
     pending = set(names)
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         for name in sorted(pending):
+            service = state.node(name).service
             probe = subprocess.run(
-                ["ssh", "-F", str(state.ssh_config), "-o", "ConnectTimeout=2", name, "systemctl is-active containerd"],
+                ["ssh", "-F", str(state.ssh_config), "-o", "ConnectTimeout=2", name, f"systemctl is-active {service}"],
                 capture_output=True,
                 text=True,
             )
@@ -140,4 +142,4 @@ def wait_for_ssh(state: LabState, names: list[str], timeout: float = 180) -> Non
             time.sleep(0.5)
     if pending:
         logs = ", ".join(str(node_dir(state.config, n) / "console.log") for n in sorted(pending))
-        raise LabError(f"nodes {', '.join(sorted(pending))} did not answer SSH with containerd running; see {logs}")
+        raise LabError(f"nodes {', '.join(sorted(pending))} did not answer SSH with their runtime running; see {logs}")

@@ -3,9 +3,12 @@ inventory read."""
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,14 +20,32 @@ DEFAULT_LAB = "lab"
 DEFAULT_SUBNET = "10.213.0.0/24"
 DEFAULT_UPSTREAM_PORT = 5100
 FIRST_NODE_HOST = 11  # .1 is the host's bridge, .2 the registry node
-# containerd lines the lab can boot -> the Debian suite each one's package comes from (None: the node
-# image's own, bookworm's); see podinfra.lab.image.
-CONTAINERD_SUITES: dict[str, str | None] = {"1.6": None, "1.7": "trixie", "2.1": "sid"}
+# containerd lines the lab can boot -> where each one's binaries come from: a Debian suite's package,
+# None for the node image's own (bookworm's), or RELEASE for containerd's release tarball of that line
+# (podinfra.lab.releases); see podinfra.lab.image.
+RELEASE = "release tarball"
+CONTAINERD_SUITES: dict[str, str | None] = {"1.6": None, "1.7": "trixie", "2.1": "sid", "2.2": RELEASE, "2.3": RELEASE}
 CONTAINERD_LINES = tuple(CONTAINERD_SUITES)
+# What `lab up` boots when no runtime is named: the lines whose binaries come from Debian.
+DEFAULT_LINES = tuple(line for line, source in CONTAINERD_SUITES.items() if source != RELEASE)
+CRIO = "cri-o"  # CRI-O 1.36 from its release tarball (podinfra.lab.crio)
+RUNTIMES = (*CONTAINERD_LINES, CRIO)
 
 
 class LabError(PodinfraError, RuntimeError):
     """The lab cannot do what was asked; the message says what to do."""
+
+
+@contextmanager
+def cache_lock(entry: Path) -> Iterator[None]:
+    """Hold the lock of one cache entry while it is built: labs brought up at once on one machine
+    build each entry once, and none reads a half-built one. One lock file per entry, so building one
+    entry may build another inside it."""
+    locks = CACHE_DIR / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with (locks / f"{entry.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 @dataclass(frozen=True)
@@ -35,14 +56,15 @@ class LabConfig:
     subnet: str = DEFAULT_SUBNET
     nodes: int = 3
     upstream_port: int = DEFAULT_UPSTREAM_PORT
-    containerd: tuple[str, ...] = CONTAINERD_LINES  # given to nodes in turn
+    runtimes: tuple[str, ...] = DEFAULT_LINES  # containerd lines or CRIO, given to nodes in turn
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "containerd", tuple(self.containerd))  # a list when read back from JSON
-        unknown = [line for line in self.containerd if line not in CONTAINERD_LINES]
-        if not self.containerd or unknown:
+        object.__setattr__(self, "runtimes", tuple(self.runtimes))  # a list when read back from JSON
+        unknown = [runtime for runtime in self.runtimes if runtime not in RUNTIMES]
+        if not self.runtimes or unknown:
             raise LabError(
-                f"--containerd {','.join(self.containerd)}: the lab runs containerd {', '.join(CONTAINERD_LINES)}"
+                f"--runtimes {','.join(self.runtimes)}: the lab runs containerd {', '.join(CONTAINERD_LINES)}"
+                f" and {CRIO}"
             )
         if not self.name.isalnum() or len(self.name) > 10:
             raise LabError(f"lab name {self.name!r}: use 1-10 letters or digits")
@@ -74,12 +96,12 @@ class LabConfig:
         return self.address(1)
 
     def hosts(self) -> list[tuple[str, str, str, str]]:
-        """(name, group, address, containerd line) for every lab host, the registry host first (on the
-        oldest line: its containerd is not what it is there for)."""
+        """(name, group, address, runtime) for every lab host, the registry host first (on the oldest
+        containerd line: its runtime is not what it is there for)."""
         nodes = [("registry", "registry", self.address(2), CONTAINERD_LINES[0])]
         for i in range(1, self.nodes + 1):
-            line = self.containerd[(i - 1) % len(self.containerd)]
-            nodes.append((f"node{i}", "nodes", self.address(FIRST_NODE_HOST + i - 1), line))
+            runtime = self.runtimes[(i - 1) % len(self.runtimes)]
+            nodes.append((f"node{i}", "nodes", self.address(FIRST_NODE_HOST + i - 1), runtime))
         return nodes
 
 
@@ -90,8 +112,26 @@ class NodeState:
     address: str
     pid: int | None = None
     pod_subnet: str = ""
-    containerd: str = CONTAINERD_LINES[0]  # the line; its package version is in containerd_version
-    containerd_version: str = ""
+    runtime: str = CONTAINERD_LINES[0]  # a containerd line or CRIO
+    version: str = ""  # the runtime's own version, as its `--version` prints it
+
+    @property
+    def runtime_name(self) -> str:
+        return CRIO if self.runtime == CRIO else "containerd"
+
+    @property
+    def service(self) -> str:
+        """The runtime's systemd unit on the node."""
+        return "crio" if self.runtime == CRIO else "containerd"
+
+    @property
+    def containerd(self) -> str | None:
+        """The node's containerd line (None on a CRI-O node)."""
+        return None if self.runtime == CRIO else self.runtime
+
+    @property
+    def containerd_version(self) -> str | None:
+        return None if self.runtime == CRIO else self.version
 
 
 @dataclass
@@ -140,11 +180,16 @@ class LabState:
         except FileNotFoundError:
             named = "" if name == DEFAULT_LAB else f" --name {name}"
             raise LabError(f"lab {name!r} is not up: run `podinfra lab up{named}`") from None
-        return cls(
-            config=LabConfig(**raw["config"]),
-            nodes=[NodeState(**node) for node in raw["nodes"]],
-            upstream_pid=raw["upstream_pid"],
-        )
+        try:
+            return cls(
+                config=LabConfig(**raw["config"]),
+                nodes=[NodeState(**node) for node in raw["nodes"]],
+                upstream_pid=raw["upstream_pid"],
+            )
+        except (TypeError, KeyError) as error:  # written by another podinfra version
+            raise LabError(
+                f"{path} is not a state file of this podinfra ({error}): `podinfra lab down --name {name}`"
+            ) from None
 
 
 def pid_alive(pid: int | None, marker: str) -> bool:

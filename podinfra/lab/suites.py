@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from podinfra.lab.state import CACHE_DIR, LabError
+from podinfra.lab.state import CACHE_DIR, LabError, cache_lock
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
@@ -76,6 +76,11 @@ def unpack(suite: str, package: str, line: str, log: Path) -> tuple[Path, str]:
     if found:
         return found
     root = CACHE_DIR / f"apt-{suite}"
+    with cache_lock(root):  # one apt state per suite; a lab that waited here finds the tree unpacked
+        return cached(package, line) or _download(root, suite, package, line, log)
+
+
+def _download(root: Path, suite: str, package: str, line: str, log: Path) -> tuple[Path, str]:
     for sub in ("lists/partial", "cache/archives/partial"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "sources.list").write_text(deb_line(debian_archive(), suite) + "\n")

@@ -1,5 +1,6 @@
-"""A real lab for the integration tests: 3 nspawn nodes, one per containerd line (1.6, 1.7, 2.1), plus the
-registry node, on their own subnet."""
+"""Real labs for the integration tests, each on its own subnet: `lab`, 5 nspawn nodes, one per containerd line
+(1.6, 1.7, 2.1 from Debian, 2.2 and 2.3 from release tarballs), plus the registry node; `crio_lab`, a containerd
+2.1 node and a CRI-O node, plus its registry node."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,16 @@ from podinfra.deploys import json_output
 LAB, _OCTET = os.environ.get("PODINFRA_TEST_LAB", "citest:1").split(":")
 SUBNET, UPSTREAM_PORT = f"10.213.{_OCTET}.0/24", str(5100 + int(_OCTET))
 REGISTRY = f"10.213.{_OCTET}.2:5000"
-LAB_ARGS = ("--name", LAB, "--nodes", "3", "--subnet", SUBNET, "--upstream-port", UPSTREAM_PORT)
 # node -> its containerd line (lab up gives the lines to the nodes in turn)
-LINES = {"node1": "1.6", "node2": "1.7", "node3": "2.1"}
+LINES = {"node1": "1.6", "node2": "1.7", "node3": "2.1", "node4": "2.2", "node5": "2.3"}
 NODES = tuple(LINES)
+LAB_ARGS = ("--name", LAB, "--nodes", str(len(LINES)), "--containerd", ",".join(LINES.values()))
+LAB_ARGS += ("--subnet", SUBNET, "--upstream-port", UPSTREAM_PORT)
+# The CRI-O lab: node -> its runtime, on the slot's octet + 100 (a name of at most 10 letters or digits).
+CRIO_LAB, _CRIO_OCTET = f"{LAB[:6]}crio", int(_OCTET) + 100
+CRIO_RUNTIMES = {"node1": "2.1", "node2": "cri-o"}
+CRIO_LAB_ARGS = ("--name", CRIO_LAB, "--nodes", "2", "--runtimes", ",".join(CRIO_RUNTIMES.values()))
+CRIO_LAB_ARGS += ("--subnet", f"10.213.{_CRIO_OCTET}.0/24", "--upstream-port", str(5100 + _CRIO_OCTET))
 PODINFRA = [sys.executable, "-m", "podinfra.cli"]
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 # Makes a node's containerd refuse any config naming pause 3.10.1, as a broken config would; HEAL undoes it.
@@ -81,27 +89,40 @@ def leftovers(root: str, bridge: str) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="session")
-def lab() -> Iterator[dict[str, Any]]:
+def _lab(name: str, args: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Lab `name` brought up afresh with `args`, its status (with `up_seconds`), then brought down."""
     if os.geteuid() != 0:
         pytest.fail("the lab tests need root")
-    podinfra("lab", "down", "--name", LAB)
-    up = podinfra("lab", "up", *LAB_ARGS, check=False)
+    podinfra("lab", "down", "--name", name)
+    started = time.monotonic()
+    up = podinfra("lab", "up", *args, check=False)
     assert up.returncode == 0, up.stderr
-    status = json.loads(podinfra("lab", "status", "--name", LAB, "--json").stdout)
+    status = json.loads(podinfra("lab", "status", "--name", name, "--json").stdout)
+    status["up_seconds"] = round(time.monotonic() - started, 1)
     # Later modules deploy the registry; what the lab itself booted is recorded here.
     config = Path(status["ssh"]["config"])
     status["registry_service_at_boot"] = " ".join(
         ssh(config, "registry", "systemctl is-active docker-registry nginx", check=False).stdout.split()
     )
     yield status
-    podinfra("lab", "down", "--name", LAB)
-    assert leftovers(f"/var/lib/podinfra/{LAB}", status["bridge"]["name"]) == []
+    podinfra("lab", "down", "--name", name)
+    assert leftovers(f"/var/lib/podinfra/{name}", status["bridge"]["name"]) == []
 
 
-def reset_nodes() -> None:
+@pytest.fixture(scope="session")
+def lab() -> Iterator[dict[str, Any]]:
+    yield from _lab(LAB, LAB_ARGS)
+
+
+@pytest.fixture(scope="session")
+def crio_lab() -> Iterator[dict[str, Any]]:
+    """A containerd 2.1 node (node1) and a CRI-O 1.36 node (node2); PODINFRA_LAB=CRIO_LAB for its inventory."""
+    yield from _lab(CRIO_LAB, CRIO_LAB_ARGS)
+
+
+def reset_nodes(name: str = LAB) -> None:
     """Nodes back to lab-fresh: modules that deploy start from the same state whatever ran before."""
-    podinfra("lab", "reset", "--name", LAB)
+    podinfra("lab", "reset", "--name", name)
 
 
 @pytest.fixture(scope="session")

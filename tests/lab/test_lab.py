@@ -28,8 +28,11 @@ def test_status_lists_nodes_registries_key_and_inventory(lab):
         ("registry", "registry", "running", "1.6"),
         *((node, "nodes", "running", line) for node, line in LINES.items()),
     ]
-    versions = {n["name"]: n["containerd_version"] for n in lab["nodes"]}
+    versions = {n["name"]: n["version"] for n in lab["nodes"]}
+    assert {n["runtime"] for n in lab["nodes"]} == {"containerd"}
     assert versions["node2"].startswith("1.7.") and versions["node3"].startswith("2.1."), versions
+    assert (versions["node4"], versions["node5"]) == ("2.2.7", "2.3.4"), "the newest patch of each tarball line"
+    print(f"lab up of {len(NODES)} nodes took {lab['up_seconds']}s")
     assert lab["ssh"]["user"] == "root" and os.path.exists(lab["ssh"]["key"])
     assert lab["upstream"] == f"127.0.0.1:{UPSTREAM_PORT}"
     assert lab["inventory"].endswith("inventories/lab.py")
@@ -51,6 +54,20 @@ def test_every_node_runs_systemd_sshd_and_containerd(lab, ssh_config):
     assert lab["registry_service_at_boot"] == "inactive inactive", "deploys/registry.py turns them on, not the lab"
 
 
+@pytest.mark.parametrize(("node", "version", "config_version"), [("node4", "2.2.7", 3), ("node5", "2.3.4", 4)])
+def test_tarball_lines_run_their_release_binaries_and_config_version(lab, ssh_config, node, version, config_version):
+    """2.2 and 2.3 come from containerd's release tarballs (PODINFRA_CONTAINERD_RELEASES): their three binaries over
+    bookworm's, and the line's config file, which the daemon takes as it is (no in-memory migration)."""
+    for binary in ("containerd", "ctr"):
+        assert f"v{version}" in ssh(ssh_config, node, f"{binary} --version").stdout.split(), binary
+    shim = ssh(ssh_config, node, "containerd-shim-runc-v2 -v").stdout
+    assert f"v{version}" in shim, shim
+    dump = ssh(ssh_config, node, "containerd config dump")
+    assert dump.stdout.startswith(f"version = {config_version}\n"), dump.stdout[:200]
+    assert "restrict_oom_score_adj = true" in dump.stdout and "bin_dirs = ['/usr/lib/cni']" in dump.stdout
+    assert "migrat" not in dump.stderr.lower(), dump.stderr
+
+
 def test_reset_puts_each_nodes_own_lines_config_back(lab, ssh_config):
     for node in NODES:
         ssh(ssh_config, node, "echo '# changed' >> /etc/containerd/config.toml")
@@ -68,7 +85,7 @@ def test_pyinfra_reaches_the_nodes_through_the_lab_inventory(lab):
     )
     assert result.returncode == 0, result.stderr
     totals = json_output.totals(result.stdout)
-    assert totals["success"] == 4 and totals["error"] == 0
+    assert totals["success"] == len(NODES) + 1 and totals["error"] == 0
 
 
 def test_upstream_serves_multi_platform_pause_images(lab):
@@ -88,33 +105,37 @@ def test_nodes_are_air_gapped(lab, ssh_config):
         assert blocked.returncode != 0, "upstream must not be reachable from a node"
 
 
-def test_a_pod_sandbox_starts_from_the_upstream_pause_image(lab, ssh_config):
-    """Upstream is carried to node1's localhost:5000 by an SSH reverse forward, for this test only."""
+# How each line's config names the sandbox image (appended to the lab's file: a table of its own).
+SANDBOX_IMAGE = {
+    1: "sed -i '/restrict_oom_score_adj/a\\    sandbox_image = \"{image}\"' /etc/containerd/config.toml",
+    2: "printf '%s\\n' \"[plugins.'io.containerd.cri.v1.images'.pinned_images]\" \"  sandbox = '{image}'\""
+    " >> /etc/containerd/config.toml",
+}
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_a_pod_sandbox_starts_from_the_upstream_pause_image(lab, ssh_config, node):
+    """On every line. Upstream is carried to the node's localhost:5000 by an SSH reverse forward, for this test only."""
     image = "localhost:5000/pause:3.10"
     reset_nodes()
-    ssh(
-        ssh_config,
-        "node1",
-        f"sed -i '/restrict_oom_score_adj/a\\    sandbox_image = \"{image}\"' /etc/containerd/config.toml"
-        " && systemctl restart containerd",
-    )
+    major = int(LINES[node].split(".")[0])
+    ssh(ssh_config, node, SANDBOX_IMAGE[major].format(image=image) + " && systemctl restart containerd")
     forward = subprocess.Popen(
-        ["ssh", "-F", str(ssh_config), "-N", "-o", "ExitOnForwardFailure=yes", "-R", f"5000:{lab['upstream']}", "node1"]
+        ["ssh", "-F", str(ssh_config), "-N", "-o", "ExitOnForwardFailure=yes", "-R", f"5000:{lab['upstream']}", node]
     )
     try:
         time.sleep(1)
-        with forwarded_socket(ssh_config, "node1") as target:
+        with forwarded_socket(ssh_config, node) as target:
             runtime = Runtime(target)
-            assert runtime.version()[0] == "containerd"
+            name, version = runtime.version()
+            assert name == "containerd" and version.lstrip("v").startswith(f"{LINES[node]}."), version
             sandbox = runtime.run_sandbox("lab-probe", str(uuid.uuid4()))
             try:
                 status = runtime.sandbox_status(sandbox)
                 assert status.state == "SANDBOX_READY"
                 assert status.ip.startswith("10.244.")
                 assert status.image == image
-                proc = ssh(
-                    ssh_config, "node1", f"cat /proc/{status.pid}/comm; grep ^Uid /proc/{status.pid}/status"
-                ).stdout
+                proc = ssh(ssh_config, node, f"cat /proc/{status.pid}/comm; grep ^Uid /proc/{status.pid}/status").stdout
                 assert proc.split()[:3] == ["pause", "Uid:", "65535"]
             finally:
                 runtime.remove_sandbox(sandbox)

@@ -15,9 +15,9 @@ def test_hosts_are_addressed_registry_first_then_nodes():
     ]
 
 
-def test_containerd_lines_are_given_to_nodes_in_turn():
-    config = LabConfig(nodes=3, containerd=("2.1", "1.7"))
-    assert [line for *_, line in config.hosts()[1:]] == ["2.1", "1.7", "2.1"]
+def test_runtimes_are_given_to_nodes_in_turn():
+    config = LabConfig(nodes=3, runtimes=("2.1", "cri-o"))
+    assert [runtime for *_, runtime in config.hosts()] == ["1.6", "2.1", "cri-o", "2.1"]
 
 
 def test_bridge_name_fits_the_kernel_limit():
@@ -32,8 +32,8 @@ def test_bridge_name_fits_the_kernel_limit():
         ({"subnet": "fd00::/64"}, "IPv4"),
         ({"nodes": 0}, "holds 1 to 244"),
         ({"nodes": 500}, "holds 1 to 244"),
-        ({"containerd": ("1.5",)}, "runs containerd 1.6, 1.7, 2.1"),
-        ({"containerd": ()}, "runs containerd 1.6, 1.7, 2.1"),
+        ({"runtimes": ("1.5",)}, "runs containerd 1.6, 1.7, 2.1, 2.2, 2.3 and cri-o"),
+        ({"runtimes": ()}, "runs containerd 1.6, 1.7, 2.1, 2.2, 2.3 and cri-o"),
     ],
 )
 def test_bad_lab_shapes_name_the_fix(kwargs, fix):
@@ -44,12 +44,32 @@ def test_bad_lab_shapes_name_the_fix(kwargs, fix):
 def test_state_round_trips(tmp_path, monkeypatch):
     monkeypatch.setattr(state, "STATE_ROOT", tmp_path)
     saved = LabState(
-        LabConfig(name="t1", nodes=1, containerd=("2.1",)),
-        [NodeState("node1", "nodes", "10.213.0.11", 42, "10.244.1.0/24", "2.1", "2.1.9+ds1-5")],
+        LabConfig(name="t1", nodes=2, runtimes=("2.1", "cri-o")),
+        [
+            NodeState("node1", "nodes", "10.213.0.11", 42, "10.244.1.0/24", "2.1", "2.1.9+unknown"),
+            NodeState("node2", "nodes", "10.213.0.12", 43, "10.244.2.0/24", "cri-o", "1.36.3"),
+        ],
         7,
     )
     saved.save()
     assert LabState.load("t1") == saved
+    crio = saved.nodes[1]
+    assert (crio.runtime_name, crio.service, crio.containerd) == ("cri-o", "crio", None)
+    assert (saved.nodes[0].runtime_name, saved.nodes[0].service, saved.nodes[0].containerd) == (
+        "containerd",
+        "containerd",
+        "2.1",
+    )
+
+
+def test_a_state_file_of_another_version_names_lab_down(tmp_path, monkeypatch):
+    monkeypatch.setattr(state, "STATE_ROOT", tmp_path)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old/state.json").write_text(
+        '{"config": {"name": "old", "containerd": ["1.6"]}, "nodes": [], "upstream_pid": 1}'
+    )
+    with pytest.raises(LabError, match="podinfra lab down --name old"):
+        LabState.load("old")
 
 
 def test_missing_lab_says_how_to_start_it(tmp_path, monkeypatch):

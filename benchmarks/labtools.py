@@ -192,7 +192,7 @@ exit 1
 def reset(lab: Lab, names: list[str]) -> None:
     """Nodes back to lab-fresh: each its own line's stock config.toml, no certs.d, CA or kubelet flags, no
     images, containerd restarted and answering."""
-    configs = {name: image.config_file(lab.state.node(name).containerd).decode() for name in names}
+    configs = {name: image.config_file(lab.state.node(name).runtime).decode() for name in names}
     lab.on_all({name: RESET.format(config=config) for name, config in configs.items()})
 
 

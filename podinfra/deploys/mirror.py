@@ -6,24 +6,30 @@ The copy runs from the control host (the side that reaches upstream) into the re
 ``deploys/registry.py`` made, as its push user, trusting podinfra's CA. What the registry holds is
 asked first: an image whose tag already names upstream's digest is a no-op, so a second run
 reports no change. Settings: ``podinfra.data.models.MirrorData``; the versions come from the hosts
-of ``podinfra_node_group``.
+of the nodes' group: ``pause_mirror(nodes="k8s_workers")``, else the one ``podinfra_node_group`` names
+(default ``nodes``). A group with no hosts stops the run with one line, as ``in_group`` does.
 """
 
 from __future__ import annotations
 
 from pyinfra import logger
 from pyinfra.api.deploy import deploy
-from pyinfra.context import host, state
+from pyinfra.context import host
 
-from podinfra.data.settings import RegistrySettings, groups, mirror_settings, node_pause_tags, registry_settings
+from podinfra.data.settings import RegistrySettings, mirror_settings, node_pause_tags, registry_settings
+from podinfra.deploys.groups import group_hosts
 from podinfra.images.probe_image import REFERENCE, ProbeImageError, build
 from podinfra.images.registry import RegistryClient
 from podinfra.node.operations import image_mirrored, probe_image_pushed
 
 
 @deploy("podinfra mirror")
-def pause_mirror(registry: RegistrySettings | None = None) -> None:
-    """Mirror what the nodes need into the local registry on this host.
+def pause_mirror(nodes: str | None = None, registry: RegistrySettings | None = None) -> None:
+    """Mirror what the nodes of group `nodes` need into the local registry on this host: the pause tag
+    of every version they run (several, mid-upgrade) and check 8's probe image.
+
+    + nodes: the nodes' inventory group; default: host data ``podinfra_node_group``, else "nodes"
+    + registry: the registry's settings; default: this host's data
 
     **Example:**
 
@@ -31,10 +37,10 @@ def pause_mirror(registry: RegistrySettings | None = None) -> None:
 
         from podinfra.deploys import pause_mirror
 
-        pause_mirror()
+        pause_mirror(nodes="k8s_workers")
     """
-    nodes = state.inventory.get_group(groups(host).podinfra_node_group, [])
-    mirror = mirror_settings(host, node_pause_tags(nodes))
+    hosts = group_hosts("podinfra_node_group", "nodes", nodes, "pause_mirror(nodes=GROUP)")
+    mirror = mirror_settings(host, node_pause_tags(hosts))
     registry = registry or registry_settings(host)
     dest = RegistryClient(
         registry.url,
@@ -45,7 +51,7 @@ def pause_mirror(registry: RegistrySettings | None = None) -> None:
     )
     for image in mirror.images:
         image_mirrored(name=f"{image} in the local registry", image=image, mirror=mirror, dest=dest)
-    if not any(n.data.get("check_probe_image", REFERENCE) == REFERENCE for n in nodes):
+    if not any(n.data.get("check_probe_image", REFERENCE) == REFERENCE for n in hosts):
         return
     try:
         probe = build()

@@ -70,9 +70,10 @@ def _prefix(value: Any) -> str:
 
 
 def _control_file(value: Any) -> Path:
-    if not isinstance(value, str) or not Path(value).is_file():
+    # pki.planned: podinfra's CA that this run makes is read from the run's scratch PKI until it is written
+    if not isinstance(value, str) or not pki.planned(Path(value)).is_file():
         raise ValueError("")
-    return Path(value)
+    return pki.planned(Path(value))
 
 
 def _ca(value: Any) -> Path | Literal["system"]:

@@ -197,13 +197,15 @@ class NodeData(PauseChoice):
     def pull_credentials(self) -> tuple[str, str] | None:
         return (self.registry_pull_user, self.registry_pull_password) if self.registry_pull_password else None
 
-    def pause_digest_in_registry(self) -> str:
-        """The digest the local registry holds for the pause tag, asked once a run (RegistryError if not)."""
+    def pause_digest_in_registry(self, phase: str = "plan") -> str:
+        """The digest the local registry holds for the pause tag, asked once a run and phase (RegistryError
+        if not)."""
         from podinfra.images.registry import tag_digest  # requests: only for the callers that ask
 
         user, password = self.pull_credentials or (None, None)
         ca = str(self.ca) if self.ca else None
-        return tag_digest(f"https://{self.local_registry}", self.pause_repository, self.pause, ca, user, password)
+        url = f"https://{self.local_registry}"
+        return tag_digest(url, self.pause_repository, self.pause, ca, user, password, phase)
 
     def sandbox_image(self, digest: str | None) -> str:
         """The reference the runtime is told: the canonical name, or ("local" mode) the local

@@ -8,6 +8,7 @@ into 0700 directories, atomically (a crash never leaves half a key).
 
 from __future__ import annotations
 
+import atexit
 import base64
 import fcntl
 import hashlib
@@ -16,6 +17,7 @@ import ipaddress
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -276,3 +278,59 @@ def _locked(directory: Path) -> Iterator[None]:
     with (directory / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+# A pyinfra run plans before it executes, and `--dry` only plans; deploy code cannot tell which run it is in.
+# So the PKI is made in a scratch copy of the operator's directory while the run is planned (its files are
+# what the registry gets uploaded, its CA what the nodes trust) and written into the directory by an
+# operation (``local_registry``'s first) when the run executes: a --dry run writes nothing there.
+_scratch: dict[Path, Path] = {}
+
+
+def scratch(directory: Path) -> Path:
+    """This process's scratch copy of `directory` (empty when it does not exist yet), removed at exit."""
+    if directory not in _scratch:
+        top = Path(tempfile.mkdtemp(prefix="podinfra-pki-"))
+        atexit.register(shutil.rmtree, top, True)
+        copy = top / "pki"
+        if directory.is_dir():
+            shutil.copytree(directory, copy, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
+        _scratch[directory] = copy
+    return _scratch[directory]
+
+
+def pending(directory: Path) -> list[Path]:
+    """The files of `directory`'s scratch copy that it does not hold as they are: what the run will write."""
+    copy = _scratch.get(directory)
+    if copy is None:
+        return []
+    changed = []
+    for made in sorted(copy.rglob("*")):
+        kept = directory / made.relative_to(copy)
+        if made.is_file() and made.name != ".lock" and not (kept.is_file() and kept.read_bytes() == made.read_bytes()):
+            changed.append(kept)
+    return changed
+
+
+def commit(directory: Path, paths: Iterable[Path]) -> None:
+    """Write `paths` of `directory` from its scratch copy, each atomically with its scratch file's mode.
+
+    A file that another run wrote meanwhile with other bytes is left alone: PkiError, nothing replaced."""
+    copy = _scratch[directory]
+    with _locked(directory):
+        for path in paths:
+            made = copy / path.relative_to(directory)
+            if path.is_file() and path.read_bytes() != made.read_bytes() and path.name in ("ca.crt", "ca.key"):
+                raise PkiError(f"{path} was made by another run meanwhile: run again to use it")
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _write(path, made.read_bytes(), made.stat().st_mode & 0o777)
+
+
+def planned(path: Path) -> Path:
+    """`path`, or, while a run that will make it is planned, the scratch file standing for it."""
+    if path.exists():
+        return path
+    for directory, copy in _scratch.items():
+        if path.is_relative_to(directory) and (copy / path.relative_to(directory)).exists():
+            return copy / path.relative_to(directory)
+    return path

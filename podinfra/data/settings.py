@@ -5,6 +5,7 @@ material and htpasswd made from it (on the control host).
     settings.pause                      # "3.10" for kubernetes_version "1.31" (or host data pause_tag)
 """
 
+import contextlib
 import difflib
 import ipaddress
 from collections.abc import Iterable
@@ -78,6 +79,7 @@ def read(model: type[M], host: Host) -> M:
 
 def node_settings(host: Host) -> NodeData:
     """The node's data (:class:`NodeData`), checked; a ``pause_tag`` that overrides the catalogue is warned of."""
+    _plan_podinfra_ca(host)
     settings = read(NodeData, host)
     warn_override(host, settings)
     return settings
@@ -89,6 +91,20 @@ def warn_override(host: Host, choice: PauseChoice) -> None:
             f"host {host.name}: host data pause_tag={choice.pause_tag!r} overrides the catalogue's "
             f"{choice.overridden} for Kubernetes {versions.minor(choice.kubernetes_version)}"
         )
+
+
+def _plan_podinfra_ca(host: Host) -> None:
+    """A node's ``registry_ca`` that is podinfra's CA in a ``podinfra_pki_dir`` of this inventory, not made
+    yet: made now in the run's scratch PKI (which ``local_registry`` writes into that directory when the run
+    executes), so that a run that makes the registry can plan its nodes too, whichever host it plans first."""
+    value = host.data.get("registry_ca")
+    if not isinstance(value, str) or value == "system" or Path(value).exists() or Path(value).name != "ca.crt":
+        return
+    default = RegistryData.model_fields["podinfra_pki_dir"].default
+    hosts = getattr(host, "inventory", None) or [host]
+    if any(Path(str(h.data.get("podinfra_pki_dir") or default)) == Path(value).parent for h in hosts):
+        with contextlib.suppress(pki.PkiError):  # half a CA: registry_ca's own check says what to do
+            pki.ensure_ca(pki.scratch(Path(value).parent))
 
 
 @dataclass(frozen=True)
@@ -104,6 +120,12 @@ class RegistrySettings:
     htpasswd: Path
     users: dict[str, str]
     push_user: str
+    pki_dir: Path | None = None  # podinfra_pki_dir, which this run's scratch PKI is written into
+
+    @property
+    def pending(self) -> list[Path]:
+        """The files of podinfra_pki_dir that the run writes (a new CA, certificate, users)."""
+        return pki.pending(self.pki_dir) if self.pki_dir else []
 
     @property
     def url(self) -> str:
@@ -113,10 +135,13 @@ class RegistrySettings:
 
 
 def registry_settings(host: Host) -> RegistrySettings:
-    """Read and check all data first, then make (or reuse) the CA, certificate and htpasswd."""
+    """Read and check all data first, then make (or reuse) the CA, certificate and htpasswd: in a scratch
+    copy of podinfra_pki_dir, which ``local_registry`` writes into it when the run executes."""
     data = read(RegistryData, host)
     address = data.registry_address or host.data.get("ssh_hostname") or host.name
-    host_dir = Path(data.podinfra_pki_dir) / host.name
+    pki_dir = Path(data.podinfra_pki_dir)
+    work = pki.scratch(pki_dir)  # written into pki_dir when the run executes (pki.commit), never by --dry
+    host_dir = work / host.name
     if data.registry_tls == "provided":
         cert, key_file = data.registry_tls_cert, data.registry_tls_key
         if cert is None or key_file is None:
@@ -134,10 +159,11 @@ def registry_settings(host: Host) -> RegistrySettings:
         except ValueError:
             names.append(address)
         try:
-            ca, ca_key = pki.ensure_ca(Path(data.podinfra_pki_dir))
+            ca, ca_key = pki.ensure_ca(work)
             cert, key_file = pki.ensure_server_cert(host_dir, (ca, ca_key), names, ips)
         except pki.PkiError as e:
-            raise fail(host, "podinfra_pki_dir", str(e), data.podinfra_pki_dir, show=True) from None
+            reason = str(e).replace(str(work), str(pki_dir))  # the operator's paths, not the scratch copy's
+            raise fail(host, "podinfra_pki_dir", reason, data.podinfra_pki_dir, show=True) from None
     users = data.registry_users or pki.ensure_passwords(host_dir / "users.json", DEFAULT_USERS)
     if data.registry_push_user not in users:
         raise fail(host, "registry_push_user", f"name a user of registry_users ({', '.join(sorted(users))})")
@@ -152,6 +178,7 @@ def registry_settings(host: Host) -> RegistrySettings:
         htpasswd,
         dict(users),
         data.registry_push_user,
+        pki_dir,
     )
 
 

@@ -1,8 +1,12 @@
 """A node starts its pod sandboxes from the local registry's pause image.
 
 First, from the control host: the local registry must serve the node's pause tag to the node's
-credentials, verified with its CA (preflight); otherwise the node fails, untouched. Then on the
-node, by its runtime (read as a fact):
+credentials, verified with its CA (preflight); otherwise the node fails, untouched. The preflight is
+asked when the run is planned; when the registry does not serve the tag yet, it is asked again as
+the node's first operation, when the run gets there: a deploy file that calls ``local_registry`` and
+``pause_mirror`` before ``node_runtime`` makes and fills the registry earlier in the same run
+(pyinfra runs operations in the order the deploy file calls them). Then on the node, by its runtime
+(read as a fact):
 
 - containerd: ``hosts.toml`` under ``containerd_certs_dir`` for each mirrored registry and for the
   local registry itself (``server`` is the local registry: no fallback to the public one), the
@@ -28,9 +32,15 @@ A node whose runtime or config podinfra cannot handle fails alone, named, with o
 from __future__ import annotations
 
 import base64
+from collections.abc import Generator
+from typing import Any
 
 from pyinfra import logger
+from pyinfra.api.command import FunctionCommand
 from pyinfra.api.deploy import deploy
+from pyinfra.api.host import Host
+from pyinfra.api.operation import operation
+from pyinfra.api.state import State
 from pyinfra.context import host, state
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Which
@@ -55,17 +65,31 @@ from podinfra.node.operations import (
 )
 
 
-def preflight(settings: NodeData) -> tuple[str | None, str]:
+def preflight(settings: NodeData, phase: str = "plan") -> tuple[str | None, str]:
     """(the pause digest, '') when the local registry serves the node's pause tag to the node's
     credentials, verified with its CA, all asked from the control host before the node is touched
-    (once a run per registry and credentials); else (None, what to do first)."""
+    (once a run and phase per registry and credentials); else (None, what to do first)."""
     try:
-        return settings.pause_digest_in_registry(), ""
+        return settings.pause_digest_in_registry(phase), ""
     except RegistryError as e:
         return None, (
             f"preflight from the control host: {e}; node left as it was "
             "(host data: local_registry, registry_ca, registry_pull_user, registry_pull_password)"
         )
+
+
+@operation()
+def registry_serves_pause(settings: NodeData) -> Generator[Any]:
+    """Fail this node, untouched, unless the local registry serves its pause tag when the run gets here:
+    the preflight asked again, after this run's own operations that make or fill the registry."""
+    yield FunctionCommand(_preflight_again, (settings,), {})
+
+
+def _preflight_again(state: State, host: Host, settings: NodeData) -> bool:
+    _, refused = preflight(settings, phase="run")
+    if refused:
+        logger.error(f"{host.print_prefix}{refused}")
+    return not refused
 
 
 def _text(path: str) -> str | None:
@@ -205,9 +229,13 @@ def node_runtime(settings: NodeData | None = None) -> None:
     """
     settings = settings or node_settings(host)
     digest, refused = preflight(settings)
-    if refused:
-        failed(name="preflight: the local registry serves the pause image", reason=refused)
+    if refused and settings.sandbox_image_mode == "local":
+        # the sandbox image names the digest, so it must be known now, when the run is planned
+        reason = f"{refused}; sandbox_image_mode local pins the digest the registry holds when the run starts"
+        failed(name="preflight: the local registry serves the pause image", reason=reason)
         return
+    if refused:
+        registry_serves_pause(name="preflight: the local registry serves the pause image", settings=settings)
     image = settings.sandbox_image(digest if settings.sandbox_image_mode == "local" else None)
     version = host.get_fact(ContainerdVersion)
     if version is not None:

@@ -11,11 +11,21 @@ certificates the operator provides). Settings: ``podinfra.data.models.RegistryDa
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from pyinfra import logger
+from pyinfra.api.command import FunctionCommand
 from pyinfra.api.deploy import deploy
+from pyinfra.api.host import Host
+from pyinfra.api.operation import operation
+from pyinfra.api.state import State
 from pyinfra.context import host
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from podinfra.data import pki
 from podinfra.data.settings import RegistrySettings, registry_settings
 from podinfra.node.facts import HttpStatus
 from podinfra.render import TEMPLATES
@@ -31,6 +41,30 @@ CERT, KEY, HTPASSWD, CA = (f"{TLS}/tls.crt", f"{TLS}/tls.key", f"{TLS}/htpasswd"
 # What an earlier podinfra (the registry serving TLS and htpasswd itself) left there.
 OLD_FILES = ("/etc/docker/registry/registry.crt", "/etc/docker/registry/ca.crt")
 OLD_DIRS = ("/etc/docker/registry/private",)
+
+
+@operation()
+def pki_kept(settings: RegistrySettings) -> Generator[Any]:
+    """Write what this run made of podinfra's PKI (planned in a scratch copy) into podinfra_pki_dir on the
+    control host, when the run executes: so a --dry run leaves the directory as it was."""
+    paths = settings.pending
+    if not paths:
+        host.noop(f"{settings.pki_dir} holds the CA, certificate and users")
+        return
+    if settings.pki_dir is not None and settings.pki_dir / "ca.crt" in paths:
+        host.log(f"would create podinfra's CA in {settings.pki_dir}", logger.info)
+    for path in paths:
+        host.log(f"would write {path}", logger.info)
+    yield FunctionCommand(_commit, (settings.pki_dir, paths), {})
+
+
+def _commit(state: State, host: Host, directory: Path, paths: list[Path]) -> bool:
+    try:
+        pki.commit(directory, paths)
+    except pki.PkiError as e:
+        logger.error(f"{host.print_prefix}host data podinfra_pki_dir: {e}")
+        return False
+    return True
 
 
 def backend_port(port: int) -> int:
@@ -54,6 +88,11 @@ def local_registry(settings: RegistrySettings | None = None) -> None:
     """
     settings = settings or registry_settings(host)
     backend = backend_port(settings.port)
+    if settings.pki_dir is not None:
+        made = "podinfra's CA, " if settings.pki_dir / "ca.crt" in settings.pending else ""
+        pki_kept(
+            name=f"{made}{host.name}'s certificate and users in {settings.pki_dir} (control host)", settings=settings
+        )
     # On the lab's node image already (nodes cannot reach a mirror): this only checks, and only an absent
     # package makes apt try to fetch it. curl is for the health check.
     apt.packages(name="docker-registry, nginx and curl are installed", packages=["docker-registry", "nginx", "curl"])

@@ -342,11 +342,18 @@ _tag_digests: dict[tuple[str | None, ...], str | RegistryError] = {}
 
 
 def tag_digest(
-    base_url: str, repo: str, tag: str, ca_file: str | None, username: str | None, password: str | None
+    base_url: str,
+    repo: str,
+    tag: str,
+    ca_file: str | None,
+    username: str | None,
+    password: str | None,
+    phase: str = "plan",
 ) -> str:
-    """The digest `tag` names in a registry, asked once per run however many nodes need it (a failure
-    too: an unreachable registry costs one timeout, not one per node)."""
-    key = (base_url, repo, tag, ca_file, username, password)
+    """The digest `tag` names in a registry, asked once per run and `phase` however many nodes need it (a
+    failure too: an unreachable registry costs one timeout, not one per node). A pyinfra run asks when it
+    plans and may ask again when it executes, after operations that made or filled the registry."""
+    key = (phase, base_url, repo, tag, ca_file, username, password)
     if key not in _tag_digests:
         client = RegistryClient(base_url, ca_file=ca_file, username=username, password=password)
         try:

@@ -219,3 +219,19 @@ def test_cert_and_key_mismatch_is_reported(ca, tmp_path):
     server = pki.ensure_server_cert(tmp_path / "reg", ca, ["registry"], [])
     with pytest.raises(pki.PkiError, match="is not the key of the certificate"):
         pki.check_cert_and_key(server[0], ca[1])
+
+
+def test_the_pki_is_planned_in_a_scratch_copy_and_written_only_when_committed(tmp_path):
+    """What --dry relies on: planning makes nothing in podinfra_pki_dir; the run's commit writes it."""
+    directory = tmp_path / "pki"
+    work = pki.scratch(directory)
+    ca, key = pki.ensure_ca(work)
+    pki.ensure_passwords(work / "registry" / "users.json", ["pull", "push"])
+    assert not directory.exists()
+    assert pki.planned(directory / "ca.crt") == ca
+    pending = pki.pending(directory)
+    assert pending == [directory / "ca.crt", directory / "ca.key", directory / "registry" / "users.json"]
+    pki.commit(directory, pending)
+    assert (directory / "ca.key").read_bytes() == key.read_bytes()
+    assert (directory / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert pki.pending(directory) == [] and pki.planned(directory / "ca.crt") == directory / "ca.crt"

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from figures import CHECK_CPU_TARGET, RERUN_TARGET, RSS_TARGET_MIB, Results, per_added_node, table
-from report import verdict
+from report import environment, verdict
 
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
@@ -189,7 +189,18 @@ def block(results: Results) -> str:
         rows += large_rows(results["mirror_large"])
     rows += check_rows(results["check"])
     header = ["figure", "podinfra", "alternative", "ratio", "target"]
-    return "\n".join([BEGIN, dates(results), "", table(header, rows), "", lab_scale(results), END])
+    notes = environment().get_template("readme-notes.md").render(results=results, archive_speed=archive_speed(results))
+    return "\n".join([BEGIN, dates(results), "", table(header, rows), "", notes.strip(), "", lab_scale(results), END])
+
+
+def archive_speed(results: Results) -> str:
+    """export + import against skopeo's oci-archive round trip, by the medians of the totals."""
+    archive = results.get("mirror_large", {}).get("archive", {})
+    if not {"podinfra", "skopeo"} <= set(archive):
+        return "-"
+    totals = {tool: median([e + i for e, i in zip(archive[tool]["export"], archive[tool]["import"], strict=True)])
+              for tool in ("podinfra", "skopeo")}  # fmt: skip
+    return speed(totals["podinfra"], totals["skopeo"]).removesuffix(" faster")
 
 
 def rewrite(readme: str, results: Results) -> str:

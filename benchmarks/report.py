@@ -113,7 +113,8 @@ def identical_sizes(differences: dict[str, list[str]]) -> list[str]:
     return [size for size, found in differences.items() if not found]
 
 
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
+    """The templates of benchmarks/templates, with the filters they use (median, fmt) and the figures' helpers."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
@@ -146,11 +147,11 @@ def markdown(results: Results) -> str:
     large = results.get("mirror_large")
     if large:
         tables.update(_large_tables(large))
-    template = _environment().get_template("results.md")
+    template = environment().get_template("results.md")
     return template.render(results=results, meta=results["meta"], targets=targets(results), tables=tables, large=large)
 
 
 def large_markdown(large: Results) -> str:
     """RESULTS.md for a run of the large phase alone."""
-    template = _environment().get_template("large-only.md")
+    template = environment().get_template("large-only.md")
     return template.render(large=large, targets=large_targets(large), tables=_large_tables(large))

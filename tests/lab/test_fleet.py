@@ -64,7 +64,7 @@ def test_a_fleet_deploys_then_checks_twice_with_no_fail(fleet, tmp_path):
     deploy(fleet, "node", "--json", *batches)
     again = deploy(fleet, "node", "--json", *batches)
     assert changes(again) == []
-    env = {**os.environ, "PODINFRA_LAB": NAME}
+    env = {**os.environ, "PODINFRA_LAB": NAME, "PODINFRA_KUBERNETES_VERSION": "1.31"}
     for run in (1, 2):
         report, log = tmp_path / f"check{run}.json", tmp_path / f"check{run}.log"
         command = [*PODINFRA, "check", fleet["inventory"], "--json", str(report), "--log", str(log)]

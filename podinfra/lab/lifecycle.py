@@ -15,8 +15,8 @@ from typing import Any
 
 from podinfra.data import sshconfig
 from podinfra.images.registry import RegistryClient
-from podinfra.lab import crio, image, node, pause, upstream
-from podinfra.lab.state import CRIO, STATE_ROOT, LabConfig, LabError, LabState, NodeState, pid_alive
+from podinfra.lab import crio, image, node, pause, releases, upstream
+from podinfra.lab.state import CRIO, RELEASE, STATE_ROOT, LabConfig, LabError, LabState, NodeState, pid_alive
 
 INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "lab.py"
 POD_SUPERNET = "10.244.0.0/16"
@@ -105,6 +105,7 @@ def _write_known_hosts(state: LabState) -> None:
 
 def up(config: LabConfig) -> LabState:
     """Bring the lab to running; anything already running is left as it is."""
+    _release_tarballs_present(config.runtimes)
     _check_host()
     try:
         state = LabState.load(config.name)
@@ -159,6 +160,15 @@ def up(config: LabConfig) -> LabState:
         node.wait_for_ssh(state, booted)
     progress(f"lab {config.name} up in {time.monotonic() - started:.1f}s")
     return state
+
+
+def _release_tarballs_present(runtimes: tuple[str, ...]) -> None:
+    """Refuse a runtime whose release tarball is missing before the lab makes anything."""
+    for runtime in dict.fromkeys(runtimes):
+        if runtime == CRIO:
+            releases.find(releases.CRIO, crio.LINE)
+        elif image.suite_of(runtime) == RELEASE:
+            releases.find(releases.CONTAINERD, runtime)
 
 
 def _label(runtime: str) -> str:

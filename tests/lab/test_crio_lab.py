@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import time
 import tomllib
@@ -43,7 +44,8 @@ def config(crio_lab) -> Path:
     return Path(crio_lab["ssh"]["config"])
 
 
-def test_status_names_each_nodes_runtime_and_version(crio_lab):
+def test_status_names_each_nodes_runtime_and_version(crio_lab, monkeypatch):
+    monkeypatch.setenv("PODINFRA_LAB", CRIO_LAB)
     nodes = {n["name"]: n for n in json.loads(podinfra("lab", "status", "--name", CRIO_LAB, "--json").stdout)["nodes"]}
     assert (nodes["registry"]["runtime"], nodes["registry"]["containerd"]) == ("containerd", "1.6")
     assert (nodes["node1"]["runtime"], nodes["node1"]["containerd"]) == ("containerd", "2.1")
@@ -53,6 +55,11 @@ def test_status_names_each_nodes_runtime_and_version(crio_lab):
         "1.36.3",
         None,
     )
+    inventory = runpy.run_path(crio_lab["inventory"])  # reads PODINFRA_LAB
+    assert {name: (data["lab_runtime"], data["lab_runtime_version"]) for name, data in inventory["nodes"]} == {
+        "node1": ("containerd", nodes["node1"]["version"]),
+        "node2": ("cri-o", "1.36.3"),
+    }
     table = podinfra("lab", "status", "--name", CRIO_LAB).stdout
     assert "cri-o 1.36.3" in table and "containerd 2.1." in table
     print(f"crio lab up of {len(CRIO_RUNTIMES)} nodes took {crio_lab['up_seconds']}s")

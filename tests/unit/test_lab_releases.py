@@ -45,15 +45,30 @@ def test_a_line_without_a_tarball_is_refused_in_one_line_naming_file_folder_and_
     assert "bin/containerd, bin/containerd-shim-runc-v2, bin/ctr" in message
 
 
-def test_the_cli_refuses_it_with_exit_code_2_and_one_line(folder):
+@pytest.mark.parametrize(
+    ("command", "missing"),
+    [
+        (("fetch", "--containerd", "2.3"), "containerd-2.3.*"),
+        (("up", "--name", "nolab", "--runtimes", "2.1,2.2"), "containerd-2.2.*"),
+        (("up", "--name", "nolab", "--runtimes", "cri-o"), "cri-o-1.36.*"),
+    ],
+)
+def test_the_cli_refuses_it_with_exit_code_2_one_line_and_nothing_made(folder, command, missing):
+    state_root = folder.parent / "state"
     done = subprocess.run(
-        [sys.executable, "-m", "podinfra.cli", "lab", "fetch", "--containerd", "2.3"],
+        [sys.executable, "-m", "podinfra.cli", "lab", *command],
         capture_output=True,
         text=True,
-        env={**os.environ, "PODINFRA_CACHE_DIR": str(folder.parent / "cache")},
+        env={
+            **os.environ,
+            "PODINFRA_CACHE_DIR": str(folder.parent / "cache"),
+            "PODINFRA_STATE_ROOT": str(state_root),
+            "PODINFRA_CRIO_RELEASES": str(folder),
+        },
     )
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and "no containerd-2.3.*-linux-amd64.tar.xz" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and f"no {missing}-linux-amd64.tar.xz" in done.stderr, done.stderr
+    assert not state_root.exists() and not (folder.parent / "cache").exists()
 
 
 def test_the_newest_patch_of_the_line_is_taken_xz_or_gz(folder):
@@ -88,3 +103,29 @@ def test_a_tarball_without_the_release_layout_is_refused(folder):
     tarball(folder, "containerd-2.3.4-linux-amd64.tar.xz", members=("containerd",))
     with pytest.raises(LabError, match="has no bin/containerd, bin/containerd-shim-runc-v2, bin/ctr"):
         releases.unpack(releases.CONTAINERD, "2.3")
+
+
+def _hold(cache: str, log: str) -> None:
+    import time
+
+    state.CACHE_DIR = Path(cache)
+    with state.cache_lock(Path(cache) / "entry"):
+        start = time.monotonic()
+        time.sleep(0.2)
+        with open(log, "a") as out:
+            out.write(f"{start} {time.monotonic()}\n")
+
+
+def test_the_cache_lock_lets_one_builder_at_a_time(tmp_path):
+    """Several labs coming up at once build a cache entry one after another (podinfra.lab.state.cache_lock)."""
+    import multiprocessing
+
+    log = tmp_path / "held"
+    workers = [multiprocessing.Process(target=_hold, args=(str(tmp_path), str(log))) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    held = sorted(tuple(map(float, line.split())) for line in log.read_text().splitlines())
+    assert len(held) == 3
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(held, held[1:], strict=False)), held

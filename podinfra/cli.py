@@ -75,6 +75,9 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--data", action="append", default=[], metavar="KEY=VALUE", help="override host data, as pyinfra"
     )
+    check.add_argument(
+        "--upgrade-to", metavar="VERSION", help="also check what breaks if the nodes move to this Kubernetes minor"
+    )
     check.add_argument("--json", metavar="FILE", help="write kube-bench's JSON report (- for standard output)")
     check.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI (- for standard output)")
     check.add_argument("--parallel", type=int, default=32, help="nodes checked at once (default 32)")

@@ -106,12 +106,65 @@ CHECKS = (
         "roll the workloads); deploys/node.py unpins the old pause once no sandbox runs it.",
     ),
 )
-_BY_ID = {check.id: check for check in CHECKS}
+# With `podinfra check --upgrade-to VERSION` only: what breaks if the node moves to VERSION. Nothing changes.
+UPGRADE_CHECKS = (
+    Check(
+        "10",
+        "target pause",
+        "The target version's pause tag is in the local registry, by digest, for this node's credentials",
+        "Mirror it before the upgrade: set the nodes' kubernetes_version to the target and run deploys/mirror.py, "
+        "or `podinfra mirror --kubernetes-version VERSION`.",
+    ),
+    Check(
+        "11",
+        "target runtime",
+        "The node's containerd line supports the target Kubernetes version",
+        "Upgrade containerd on this node to a 2.x line before its kubelet moves to the target version.",
+    ),
+    Check(
+        "12",
+        "target config",
+        "The config version the node's containerd line reads (INFO)",
+        "Nothing to do for Kubernetes; after a containerd upgrade, run deploys/node.py (it edits the file at "
+        "the key paths of its version).",
+    ),
+    Check(
+        "13",
+        "target kubelet",
+        "No kubelet flag that the target kubelet refuses",
+        "Remove --pod-infra-container-image from the kubelet flags (deploys/node.py at the target version does it "
+        "in kubeadm's flags file; KUBELET_EXTRA_ARGS, /etc/default/kubelet and kubeletExtraArgs by hand).",
+    ),
+    Check(
+        "14",
+        "old pause",
+        "What becomes of the pause the node runs now, after the upgrade (INFO)",
+        "Nothing to do: running sandboxes keep their pause until their pods are recreated; the node deploy "
+        "releases the old pause per old_pause once no sandbox runs it.",
+    ),
+)
+_BY_ID = {check.id: check for check in (*CHECKS, *UPGRADE_CHECKS)}
 
 
 def catalogue(check_id: str) -> Check:
     """The check with this id: ``catalogue("2").name == "config"``."""
     return _BY_ID[check_id]
+
+
+def checks_for(expect: Expectations | None) -> tuple[Check, ...]:
+    """The checks a node's run reports: the nine, and the upgrade checks when it is asked about an upgrade."""
+    return (*CHECKS, *UPGRADE_CHECKS) if expect is not None and expect.upgrade is not None else CHECKS
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """What a node would need to move to Kubernetes `version`: the pause tag, and its digest in the local
+    registry asked from the control host (None with `digest_source` saying why)."""
+
+    version: str
+    tag: str
+    digest: str | None
+    digest_source: str
 
 
 @dataclass(frozen=True)
@@ -129,10 +182,27 @@ class Expectations:
     mirror_for: str
     digest: str | None
     digest_source: str
+    upgrade: Upgrade | None = None
 
 
-def expectations(settings: NodeData, ask_registry: bool = True) -> Expectations:
-    """What a node with these (checked) `settings` must show."""
+def upgrade(settings: NodeData, version: str) -> Upgrade:
+    """What moving this node to Kubernetes `version` needs, with the target tag asked of the local registry."""
+    from podinfra.images.registry import tag_digest
+
+    tag = versions.pause_tag(version, "--upgrade-to takes a minor of podinfra's catalogue")
+    user, password = settings.pull_credentials or (None, None)
+    try:
+        digest = tag_digest(
+            f"https://{settings.local_registry}", settings.pause_repository, tag,
+            str(settings.ca) if settings.ca else None, user, password,
+        )  # fmt: skip
+    except RegistryError as e:
+        return Upgrade(version, tag, None, str(e))
+    return Upgrade(version, tag, digest, f"local registry {settings.local_registry}")
+
+
+def expectations(settings: NodeData, ask_registry: bool = True, upgrade_to: str | None = None) -> Expectations:
+    """What a node with these (checked) `settings` must show (and, with `upgrade_to`, would need)."""
     digest, source = settings.pause_digest, "host data pause_digest"
     if digest is None and ask_registry:
         try:
@@ -143,7 +213,8 @@ def expectations(settings: NodeData, ask_registry: bool = True) -> Expectations:
         source = "not asked"
     sandbox = settings.sandbox_image(digest)
     mirror_for = versions.UPSTREAM if settings.sandbox_image_mode == "canonical" else settings.local_registry
-    return Expectations(settings, sandbox, cri_name(sandbox), mirror_for, digest, source)
+    target = upgrade(settings, upgrade_to) if upgrade_to else None
+    return Expectations(settings, sandbox, cri_name(sandbox), mirror_for, digest, source, target)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """`podinfra check INVENTORY`: prove, node by node, that pods start from the right pause image.
 
     podinfra check inventories/lab.py --json report.json --junit report.xml
+    podinfra check inventories/lab.py --upgrade-to 1.37    # and checks 10-14: what breaks at 1.37
 
 Runs the pytest-testinfra suite in ``podinfra.suite`` once per node of the inventory's node group,
 all nodes at once, over SSH with the inventory's SSH data (``podinfra.check.runner``). Prints a table of
@@ -22,6 +23,7 @@ from typing import Any
 
 from pyinfra.api.exceptions import DeployError
 
+from podinfra import versions
 from podinfra.check import report
 from podinfra.check.catalogue import expectations
 from podinfra.check.progress import Progress
@@ -55,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
                 f"no hosts in group {group!r} of {args.inventory}: name the nodes' group with --group"
             )
         settings = {host.name: node_settings(host) for host in hosts}  # every node's data, before any is asked
-        expected = {name: expectations(data) for name, data in settings.items()}
+        target = args.upgrade_to
+        if target is not None:  # an unknown or malformed target stops here (exit 2), before any node is asked
+            versions.pause_tag(target, "--upgrade-to takes a minor of podinfra's catalogue")
+        expected = {name: expectations(data, upgrade_to=target) for name, data in settings.items()}
     except DeployError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     with ExitStack() as stack:

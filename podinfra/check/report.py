@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from podinfra import table
-from podinfra.check.catalogue import CHECKS, STATUSES, CheckResult
+from podinfra.check.catalogue import CHECKS, STATUSES, Check, CheckResult
 from podinfra.table import plural
 
 VERSION = "podinfra-1"
@@ -34,21 +34,21 @@ class NodeReport:
         return any(r.status == "fail" for r in self.results)
 
 
-def not_run(node: str, reason: str, duration: float = 0.0) -> NodeReport:
+def not_run(node: str, reason: str, duration: float = 0.0, checks: Sequence[Check] = CHECKS) -> NodeReport:
     """Every check failed for a node whose run reported nothing (SSH down, suite crashed, timed out)."""
     fix = "The checks did not run to the end on this node: fix what `actual` says, then check again."
-    results = [c.result("fail", actual=reason, remediation=fix) for c in CHECKS]
+    results = [c.result("fail", actual=reason, remediation=fix) for c in checks]
     return NodeReport(node, results, duration)
 
 
-def timed_out(node: str, limit: float, duration: float) -> NodeReport:
+def timed_out(node: str, limit: float, duration: float, checks: Sequence[Check] = CHECKS) -> NodeReport:
     """Every check WARN (not proved) for a node whose run passed `podinfra check --timeout`: slow is not FAIL."""
     fix = (
         "The node was too slow for its checks to end within `podinfra check --timeout`: check it again when it "
         "is less busy, or give it more time (--timeout, and host data check_probe_timeout for each check's waits)."
     )
     actual = f"not checked: the node's run passed --timeout {limit:g}s"
-    return NodeReport(node, [c.result("warn", actual=actual, remediation=fix) for c in CHECKS], duration)
+    return NodeReport(node, [c.result("warn", actual=actual, remediation=fix) for c in checks], duration)
 
 
 def counts(reports: Sequence[NodeReport]) -> dict[str, int]:
@@ -58,7 +58,8 @@ def counts(reports: Sequence[NodeReport]) -> dict[str, int]:
 
 def render(reports: Sequence[NodeReport]) -> str:
     """The terminal report: nodes by checks, then each failure and warning with its remediation."""
-    headers = ("NODE", *(f"{c.id} {c.name}" for c in CHECKS))
+    widest = max(reports, key=lambda n: len(n.results), default=None)
+    headers = ("NODE", *(f"{r.id} {r.name}" for r in (widest.results if widest else [])))
     rows = [(n.node, *(r.status for r in n.results)) for n in reports]
     lines = [table.render(headers, rows)]
     for report in reports:

@@ -27,7 +27,7 @@ from typing import Any
 
 from pyinfra.api.host import Host
 
-from podinfra.check.catalogue import CHECKS, CheckResult, Expectations
+from podinfra.check.catalogue import CHECKS, Check, CheckResult, Expectations, checks_for
 from podinfra.check.report import NodeReport, not_run, timed_out
 from podinfra.data import sshconfig
 from podinfra.data.settings import fail
@@ -37,7 +37,7 @@ SUITE = Path(importlib.import_module("podinfra.suite").__file__ or "").parent
 # gRPC channel before the fork.)
 PRELOAD = (
     *("pytest", "testinfra.plugin", "testinfra.backend.ssh"),
-    *("podinfra.suite.plugin", "podinfra.suite.test_checks"),
+    *("podinfra.suite.plugin", "podinfra.suite.test_checks", "podinfra.suite.test_upgrade"),
 )
 
 
@@ -95,7 +95,7 @@ def run_suite(args: list[str], log: Path, expected: Any) -> None:
     sys.exit(int(pytest.main(args, plugins=[expected])))
 
 
-def read_results(path: Path, node: str, duration: float) -> NodeReport | None:
+def read_results(path: Path, node: str, duration: float, checks: Sequence[Check] = CHECKS) -> NodeReport | None:
     """The suite's results file for `node`, checks in catalogue order; a check the run did not report
     (deselected, crashed) counts as failed."""
     try:
@@ -104,7 +104,7 @@ def read_results(path: Path, node: str, duration: float) -> NodeReport | None:
         notes = list(raw.get("notes", {}).get(node, []))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    results = [entries.get(c.id) or c.result("fail", actual="not reported by the run", remediation="") for c in CHECKS]
+    results = [entries.get(c.id) or c.result("fail", actual="not reported by the run", remediation="") for c in checks]
     return NodeReport(node, results, duration, notes)
 
 
@@ -115,16 +115,17 @@ class _Run:
     results: Path
     log: Path
     started: float
+    checks: Sequence[Check]
 
     def running(self) -> bool:
         return self.process.exitcode is None
 
     def report(self) -> NodeReport:
         elapsed = time.monotonic() - self.started
-        found = read_results(self.results, self.node, elapsed)
+        found = read_results(self.results, self.node, elapsed, self.checks)
         if found is None:
             tail = self.log.read_text(errors="replace").strip().splitlines()[-5:]
-            found = not_run(self.node, "the check run reported nothing: " + " | ".join(tail), elapsed)
+            found = not_run(self.node, "the check run reported nothing: " + " | ".join(tail), elapsed, self.checks)
         return found
 
 
@@ -179,13 +180,13 @@ def run_nodes(
                 args = suite_args(node, ssh_config, results)
                 process = forking.Process(target=run_suite, args=(args, log, plugin), name=f"check {node}")
                 process.start()
-                runs.append(_Run(node, process, results, log, time.monotonic()))
+                runs.append(_Run(node, process, results, log, time.monotonic(), checks_for(expected.get(node))))
             time.sleep(0.05)
             for run in list(runs):
                 elapsed = time.monotonic() - run.started
                 if run.running() and elapsed > timeout:
                     _stop([run], grace=10)
-                    reports[run.node] = timed_out(run.node, timeout, elapsed)
+                    reports[run.node] = timed_out(run.node, timeout, elapsed, run.checks)
                 elif not run.running():
                     reports[run.node] = run.report()
                 else:

@@ -41,6 +41,7 @@ from podinfra.suite.node import (
 
 RECORD = pytest.StashKey[catalogue.CheckResult]()
 HERE = Path(__file__).resolve().parent
+SUITE_FILES = (HERE / "test_checks.py", HERE / "test_upgrade.py")
 SETUP_REMEDIATION = (
     "The check could not run on this node: fix what `actual` says (SSH access from the inventory's ssh_* data, "
     "the node's inventory data, or the runtime's installation), then check again."
@@ -70,7 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """With --hosts the checks are the point, whatever the project around says (podinfra's own pyproject.toml
     ignores them, for its doctest run)."""
-    return False if config.getoption("hosts") and collection_path == HERE / "test_checks.py" else None
+    return False if config.getoption("hosts") and collection_path in SUITE_FILES else None
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
@@ -87,10 +88,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("hosts"):
+        # Checks 10-14 only when podinfra check was asked about an upgrade (--upgrade-to).
+        handed = [p for p in config.pluginmanager.get_plugins() if isinstance(p, Expected)]
+        if not any(e.upgrade for p in handed for e in p.by_node.values()):
+            upgrade = [item for item in items if Path(str(item.path)) == HERE / "test_upgrade.py"]
+            config.hook.pytest_deselected(items=upgrade)
+            items[:] = [item for item in items if item not in upgrade]
         return
     skip = pytest.mark.skip(reason="node checks need --hosts and --podinfra-inventory (podinfra/suite/README.md)")
     for item in items:
-        if Path(str(item.path)) == HERE / "test_checks.py":
+        if Path(str(item.path)) in SUITE_FILES:
             item.add_marker(skip)
 
 

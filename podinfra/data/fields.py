@@ -54,7 +54,8 @@ def _pause_tag(value: Any, info: ValidationInfo) -> str | None:
 
 
 def _not_a_tag(value: Any) -> str:
-    raise TypeError(f'{value!r} is not a string: quote the tag, e.g. "3.10.2"')
+    # --data pause_tag=3.10 arrives as the float 3.1: a tag that reads as a number must be quoted
+    raise TypeError(f'{value!r} is not a string: quote it, as "3.10" in the inventory or --data \'pause_tag="3.10"\'')
 
 
 def _registry_host(value: Any) -> str:

@@ -116,3 +116,35 @@ def test_a_target_outside_the_catalogue_is_refused_before_any_node(tmp_path: Pat
     assert "Kubernetes 1.38 is not in podinfra's catalogue (1.24 to 1.37): --upgrade-to takes a minor" in (
         capsys.readouterr().err
     )
+
+
+class FakeRuntime:
+    """A CRI whose Status verbose "config" is containerd 2.4's (internal/cri/server/status.go at v2.4.0-beta.0
+    and main: the runtime config only, no sandboxImage; containerd#13940 adds plugin exports, not this key)."""
+
+    def __init__(self, config: dict[str, object]) -> None:
+        self.config, self.asked = config, 0
+
+    def status_config(self) -> dict[str, object]:
+        self.asked += 1
+        return self.config
+
+
+@pytest.mark.parametrize(("containerd", "dump"), [("2.4.0-beta.0", "version = 4"), ("1.7.24", "version = 2")])
+def test_check_2_reads_the_dump_and_asks_the_cri_only_where_1x_reports_the_image(containerd, dump):
+    from podinfra.suite import test_checks
+    from podinfra.suite.node import CRI
+
+    found = node(containerd, "1.37")
+    image = found.expect.sandbox_image
+    key = (
+        "[plugins.'io.containerd.cri.v1.images'.pinned_images]\nsandbox = "
+        if dump == "version = 4"
+        else "[plugins.'io.containerd.grpc.v1.cri']\nsandbox_image = "
+    )
+    found.shown["daemon"] = f"pid=1\nstarted=0 0 100\nconfig=/c.toml\n--- dump\n{dump}\n{key}'{image}'\n"
+    status = FakeRuntime({"containerd": {"snapshotter": "overlayfs"}, "containerdRootDir": "/var/lib/containerd"})
+    record = catalogue.catalogue("2").result()
+    test_checks.test_running_runtime_uses_the_sandbox_image(found, CRI(status, "/run/containerd.sock"), record)  # type: ignore[arg-type]
+    assert record.status == "pass", record.actual
+    assert status.asked == (0 if containerd.startswith("2.") else 1)

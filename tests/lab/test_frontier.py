@@ -104,7 +104,9 @@ def test_a_minor_past_the_catalogue_is_refused_naming_pause_tag_and_runs_with_it
     ok(pyinfra(at_1_35, "node", "1.38", "--limit", NEW[-1], *given))
     assert sandbox_image(ssh_config, NEW[-1]) == "registry.k8s.io/pause:3.10.2"
     # a tag the local registry lacks is refused by the preflight, by digest, before the node is touched
-    missing = pyinfra(at_1_35, "node", "1.38", "--limit", NEW[-1], "--data", "pause_tag=3.99")
+    number = pyinfra(at_1_35, "node", "1.38", "--limit", NEW[-1], "--data", "pause_tag=3.99")
+    assert number.returncode != 0 and "pause_tag=3.99: 3.99 is not a string: quote it" in number.stderr
+    missing = pyinfra(at_1_35, "node", "1.38", "--limit", NEW[-1], "--data", 'pause_tag="3.99"')
     assert missing.returncode != 0 and "pause:3.99 is not in the registry" in missing.stdout + missing.stderr
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+import fleetbench
 import jinja2
 import registrybench
 from figures import (
@@ -144,6 +145,8 @@ def markdown(results: Results) -> str:
         tables["fleet21"] = fleet21_table(results["fleet21"])
     if "registry_load" in results:
         tables["registry"] = registrybench.table(results["registry_load"])
+    if "fleet" in results:
+        tables["fleet"] = fleetbench.table(results["fleet"])
     large = results.get("mirror_large")
     if large:
         tables.update(_large_tables(large))

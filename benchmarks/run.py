@@ -39,6 +39,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import fleetbench
 import labtools
 import mirrorbench
 import nodebench
@@ -53,7 +54,9 @@ from podinfra.lab import lifecycle
 from podinfra.lab.state import LabError, LabState
 
 HERE = Path(__file__).resolve().parent
-MIB_PER_NODE_GUARD = 256  # refuse a lab that would leave the machine short (a node needs far less, see RESULTS)
+# Refuse a lab that would leave the machine short: a node's PSS is about 30 MiB (RESULTS.md, lab scale; 150 nodes
+# took about 4 GB), so 96 leaves room for a fleet of 200 on this machine and still refuses what would not fit.
+MIB_PER_NODE_GUARD = 96
 # A lab host takes about 8 of root's inotify instances (systemd, logind, agetty, containerd); past
 # fs.inotify.max_user_instances (128 by default) nodes hang at boot, and so would other engineers' labs.
 INOTIFY_PER_HOST = 8  # measured: RESULTS.md, lab scale
@@ -85,12 +88,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--render", type=Path, metavar="JSON", help="only write RESULTS.md and the plot from a results.json")
     p.add_argument(
         "--only",
-        choices=["large", "check", "registry"],
-        help="run only the large-image mirror phase (no lab), the check phase or the registry load phase, merged "
-        "into --out's results",
+        choices=["large", "check", "registry", "fleet"],
+        help="run only the large-image mirror phase (no lab), the check phase, the registry load phase or the fleet "
+        "phase (--fleet-sizes), merged into --out's results",
     )
     p.add_argument(
         "--skip", choices=["large"], action="append", default=[], help="keep this phase's results from --out's"
+    )
+    p.add_argument(
+        "--fleet-sizes", type=sizes_arg, default=[10, 50, 100, 200], help="node counts of --only fleet (10,50,100,200)"
     )
     p.add_argument("--large-runs", type=int, help="runs of the large-image phase (default 3; quick: 1)")
     p.add_argument("--large-scale", type=float, help="layer sizes x this (default 1; quick: 1/64)")
@@ -130,6 +136,8 @@ def write(results: dict[str, Any], out: Path) -> None:
     text = report.markdown(results)
     (out / "RESULTS.md").write_text(text)
     plot.plot(results, out / "results.png")
+    if "fleet" in results:
+        fleetbench.plot(results["fleet"], out / "fleet.png")
     if out.resolve() == HERE:  # the published results: the README's table follows them
         readme.README.write_text(readme.rewrite(readme.README.read_text(), results))
     print(text)
@@ -251,6 +259,12 @@ def only_check(args: argparse.Namespace, command: str, workdir: Path) -> dict[st
     results = previous_results(args.out)
     if "meta" not in results:
         raise SystemExit(f"--only {args.only} merges into {args.out / 'results.json'}: run the whole benchmark first")
+    if args.only == "fleet":
+        size = max(args.fleet_sizes)
+        with labtools.session(args.lab, size, args.subnet, args.upstream_port, args.containerd, args.keep_lab) as lab:
+            results["fleet"] = fleetbench.bench_fleet(lab, args.fleet_sizes, workdir)
+            results["fleet"]["meta"]["command"] = command
+        return results
     with main_lab(args) as lab:
         if args.only == "registry":
             results["registry_load"] = registrybench.bench_registry(lab, args.runs)
@@ -271,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("benchmarks/run.py needs root (the lab does)", file=sys.stderr)
         return 2
-    refused = lab_refused(args.lab, max(args.nodes))
+    refused = lab_refused(args.lab, max(args.fleet_sizes if args.only == "fleet" else args.nodes))
     if not refused and args.fleet21 and args.only is None:
         refused = lab_refused(args.lab21, args.fleet21)
     if refused:

@@ -110,6 +110,8 @@ def up(config: LabConfig) -> LabState:
     try:
         state = LabState.load(config.name)
     except LabError:
+        if (config.root / "state.json").exists():  # a lab is up that this podinfra cannot read: down first
+            raise
         state = None
     if state and state.config != config:
         raise LabError(

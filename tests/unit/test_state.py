@@ -70,6 +70,11 @@ def test_a_state_file_of_another_version_names_lab_down(tmp_path, monkeypatch):
     )
     with pytest.raises(LabError, match="podinfra lab down --name old"):
         LabState.load("old")
+    from podinfra.lab import lifecycle
+
+    monkeypatch.setattr(lifecycle, "_check_host", lambda: None)
+    with pytest.raises(LabError, match="podinfra lab down --name old"):
+        lifecycle.up(LabConfig(name="old"))  # not booted beside the nodes that file names
 
 
 def test_missing_lab_says_how_to_start_it(tmp_path, monkeypatch):

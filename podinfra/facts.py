@@ -8,8 +8,23 @@ from podinfra.node.facts import (
     ContainerdImages,
     ContainerdVersion,
     ContainerImages,
+    CrioConfigFiles,
+    CrioImage,
+    CrioRunningConfig,
     CrioVersion,
     HttpStatus,
+    NodeRuntime,
 )
 
-__all__ = ["ContainerImages", "ContainerdDaemon", "ContainerdImages", "ContainerdVersion", "CrioVersion", "HttpStatus"]
+__all__ = [
+    "ContainerImages",
+    "ContainerdDaemon",
+    "ContainerdImages",
+    "ContainerdVersion",
+    "CrioConfigFiles",
+    "CrioImage",
+    "CrioRunningConfig",
+    "CrioVersion",
+    "HttpStatus",
+    "NodeRuntime",
+]

@@ -17,7 +17,7 @@ import json
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +85,23 @@ def forwarded_socket(
             else:
                 forward.terminate()
                 forward.wait()
+
+
+def sandbox_pause(info: Mapping[str, Any]) -> tuple[str, int]:
+    """(pause image, infra pid) of a sandbox from its verbose status ``info``: CRI-O without an infra
+    container (``drop_infra_ctr``, a sandbox sharing no PID namespace) has only its spec, whose
+    annotation ``io.kubernetes.cri-o.Image`` still names the pause image; pid 0 then.
+
+    >>> sandbox_pause({"runtimeSpec": {"annotations": {"io.kubernetes.cri-o.Image": "r/pause:3.10"}}})
+    ('r/pause:3.10', 0)
+    """
+    image = str(info.get("image") or "")
+    if not image:
+        spec = info.get("runtimeSpec")
+        annotations = spec.get("annotations", {}) if isinstance(spec, dict) else {}
+        image = str(annotations.get("io.kubernetes.cri-o.Image", "")) if isinstance(annotations, dict) else ""
+    pid = info.get("pid", 0)
+    return image, int(pid) if isinstance(pid, int) else 0
 
 
 @dataclass
@@ -204,12 +221,13 @@ class Runtime:
             timeout=self.timeout,
         )
         info = json.loads(reply.info.get("info", "{}"))
+        image, pid = sandbox_pause(info)
         return SandboxStatus(
             id=sandbox_id,
             state=cri.PodSandboxState.Name(reply.status.state),
             ip=reply.status.network.ip,
-            image=str(info.get("image", "")),
-            pid=int(info.get("pid", 0)),
+            image=image,
+            pid=pid,
             info=info,
         )
 

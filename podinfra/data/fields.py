@@ -92,6 +92,13 @@ def _node_path(value: Any) -> str:
     return text
 
 
+def _socket(value: Any) -> str:
+    """A CRI endpoint as its socket path: ``unix:///run/x.sock`` or ``/run/x.sock`` -> ``/run/x.sock``."""
+    if not isinstance(value, str) or ("://" in value and not value.startswith("unix://")):
+        raise ValueError("")
+    return _node_path(value.removeprefix("unix://"))
+
+
 def _count(least: int) -> Callable[[Any], bool]:
     return lambda value: _is(int)(value) and value >= least
 

@@ -32,6 +32,7 @@ from podinfra.data.fields import (
     _pause_tag,
     _registries,
     _secret_field,
+    _socket,
     _users,
     _v,
 )
@@ -164,8 +165,12 @@ class NodeData(PauseChoice):
             "pause as PID 1, an orphan reaped) and each CRI call; past it the check WARNs, naming the wait.",
         )
     )
-    cri_socket: Annotated[str | None, _v(_node_path, "use the absolute path of the runtime's socket on the node")] = (
-        Field(None, description="Checks: the CRI socket; unset: the runtime's usual one.")
+    cri_socket: Annotated[str | None, _v(_socket, "give the runtime's socket on the node as unix:///PATH or /PATH")] = (
+        Field(
+            None,
+            description="The CRI socket of the runtime the node runs (unix:///PATH or /PATH): says which where "
+            "containerd and CRI-O both run; unset: the runtime found on the node (docs/crio.md).",
+        )
     )
 
     def restart_nodes(self, fleet: int) -> int:

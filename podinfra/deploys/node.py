@@ -5,8 +5,9 @@ credentials, verified with its CA (preflight); otherwise the node fails, untouch
 asked when the run is planned; when the registry does not serve the tag yet, it is asked again as
 the node's first operation, when the run gets there: a deploy file that calls ``local_registry`` and
 ``pause_mirror`` before ``node_runtime`` makes and fills the registry earlier in the same run
-(pyinfra runs operations in the order the deploy file calls them). Then on the node, by its runtime
-(read as a fact):
+(pyinfra runs operations in the order the deploy file calls them). Then on the node, by the runtime it
+runs (``podinfra.node.runtime``: ``cri_socket``, the kubelet's endpoint, the service that runs, the
+binary installed; both running and no cri_socket: refused):
 
 - containerd: ``hosts.toml`` under ``containerd_certs_dir`` for each mirrored registry and for the
   local registry itself (``server`` is the local registry: no fallback to the public one), the
@@ -18,8 +19,12 @@ the node's first operation, when the run gets there: a deploy file that calls ``
   at a time (a number, or a share of the run's hosts: "10%"), and must come back with those values in
   its effective config, or it gets its previous config back and the node fails; once more than
   ``max_failed_nodes`` have failed, the remaining nodes keep their previous config unrestarted.
-- CRI-O: a ``crio.conf.d`` drop-in (``pause_image``, ``pinned_images``) and a
-  ``registries.conf.d`` mirror entry; crio restarts when they change.
+- CRI-O: the registry CA in ``/etc/containers/certs.d/HOST:PORT/ca.crt``, the pull credential in
+  a containers-auth.json (0600) that a ``crio.conf.d`` drop-in names as ``global_auth_file`` beside
+  ``pause_image``, and a ``registries.conf.d`` entry rewriting each mirrored registry to the local
+  registry (no fallback). A later drop-in that sets those keys has them commented out. CRI-O reloads
+  (pause_image, registries.conf) or restarts (global_auth_file), in batches, must then run those values
+  (``crio status config``), or the files go back and the node fails; then it pulls the pause image.
 - the pause image pre-pulled into ``k8s.io`` and labelled pinned, so image GC keeps it; an older
   pause no container uses any more unpinned (``old_pause``);
 - where a kubelet is installed (or ``kubelet_flags_create``), its flags file:
@@ -46,23 +51,25 @@ from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Which
 from pyinfra.operations import systemd
 
-from podinfra import versions
 from podinfra.data.models import NODE_CA, NodeData
 from podinfra.data.settings import node_settings
 from podinfra.errors import ConfigError
 from podinfra.images.registry import RegistryError
+from podinfra.node import crio as crio_files
 from podinfra.node import runtime_files
 from podinfra.node.containerd.config import edit
 from podinfra.node.containerd.daemon import DEFAULT_CONFIG
-from podinfra.node.facts import ContainerdDaemon, ContainerdVersion, CrioVersion
+from podinfra.node.facts import ContainerdDaemon, CrioConfigFiles, NodeRuntime
 from podinfra.node.operations import (
+    backup_path,
     config_file,
-    containerd_restarted,
+    crio_pause_pulled,
     failed,
     old_pause_released,
     pause_pinned,
-    rollout,
 )
+from podinfra.node.restart import Written, containerd_restarted, crio_restarted, rollout
+from podinfra.node.runtime import CRIO, NoRuntime, choose
 
 
 def preflight(settings: NodeData, phase: str = "plan") -> tuple[str | None, str]:
@@ -170,28 +177,61 @@ def containerd(settings: NodeData, version: str, image: str) -> bool:
     return True
 
 
-def crio(settings: NodeData, image: str) -> None:
-    registry_files(settings)
+def crio(settings: NodeData, image: str, socket: str) -> None:
+    """CRI-O reads the CA, the pull credential and the local registry where it looks for them
+    (containers-certs.d, a containers-auth.json named by global_auth_file, registries.conf.d), runs
+    pause_image from its drop-in (later drop-ins that set it commented out, naming podinfra's), and holds
+    the pause image."""
+    registry = settings.local_registry
+    if settings.ca:
+        config_file(name="Registry CA for CRI-O", path=crio_files.ca_path(registry), content=settings.ca.read_text())
+    auth = None
+    if settings.pull_credentials:
+        auth = crio_files.AUTH_FILE
+        user, password = settings.pull_credentials
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        config_file(
+            name="CRI-O pull credential (the read-only user)",
+            path=auth,
+            content=crio_files.auth_json(registry, user, password),
+            mode="0600",
+            secrets=[password, token],
+        )
+    location = f"{registry}/{settings.registry_prefix}" if settings.registry_prefix else registry
+    mirrors = [upstream for upstream in settings.mirrored_registries if upstream != registry]
+    registries = config_file(
+        name="CRI-O registries: mirrored registries at the local registry only",
+        path=crio_files.REGISTRIES_DROPIN,
+        content=crio_files.registries_conf(mirrors, location),
+    )
     dropin = config_file(
-        name="CRI-O pause image",
-        path="/etc/crio/crio.conf.d/10-podinfra-pause.conf",
-        content=runtime_files.crio_dropin(image),
+        name="CRI-O drop-in: pause image and auth file",
+        path=crio_files.DROPIN,
+        content=crio_files.dropin(image, auth),
+        aside=crio_files.ASIDE,
     )
-    location = (
-        f"{settings.local_registry}/{settings.registry_prefix}" if settings.registry_prefix else settings.local_registry
-    )
-    mirrors = config_file(
-        name="CRI-O registry mirror",
-        path="/etc/containers/registries.conf.d/10-podinfra-mirror.conf",
-        content=runtime_files.crio_registries_conf(versions.UPSTREAM, location),
-    )
-    systemd.service(
-        name="Restart CRI-O",
-        service="crio",
-        restarted=True,
-        _if=lambda: dropin.did_change() or mirrors.did_change(),
+    written = [Written(dropin, crio_files.DROPIN, backup_path(crio_files.DROPIN, crio_files.ASIDE))]
+    files = host.get_fact(CrioConfigFiles)
+    for path, keys in crio_files.overridden(files).items():
+        text = _text(path) or ""
+        edited = config_file(
+            name=f"{path}: {', '.join(keys)} left to podinfra's drop-in",
+            path=path,
+            content=crio_files.without_keys(text, keys),
+            aside=crio_files.ASIDE,
+        )
+        written.append(Written(edited, path, backup_path(path, crio_files.ASIDE)))
+    crio_restarted(
+        name="CRI-O runs its config (reloaded or restarted in batches, rolled back if it does not come back right)",
+        image=image,
+        auth_file=auth,
+        written=written,
+        registries=registries,
+        rollout=rollout(settings.failed_nodes_allowed(_fleet()), _batch(settings)),
+        socket=socket,
         _parallel=_batch(settings),
     )
+    crio_pause_pulled(name=f"{image} pulled by CRI-O", image=image, socket=socket)
 
 
 def kubelet(settings: NodeData, image: str) -> None:
@@ -237,13 +277,13 @@ def node_runtime(settings: NodeData | None = None) -> None:
     if refused:
         registry_serves_pause(name="preflight: the local registry serves the pause image", settings=settings)
     image = settings.sandbox_image(digest if settings.sandbox_image_mode == "local" else None)
-    version = host.get_fact(ContainerdVersion)
-    if version is not None:
-        if not containerd(settings, version, image):
-            return
-    elif host.get_fact(CrioVersion) is not None:
-        crio(settings, image)
-    else:
-        failed(name="container runtime", reason="neither containerd nor CRI-O is installed")
+    try:
+        choice = choose(host.get_fact(NodeRuntime, kubelet_flags_file=settings.kubelet_flags_file), settings.cri_socket)
+    except NoRuntime as e:
+        failed(name="container runtime", reason=str(e))
+        return
+    if choice.runtime == CRIO:
+        crio(settings, image, choice.socket)
+    elif not containerd(settings, choice.version, image):
         return
     kubelet(settings, image)

@@ -1,20 +1,23 @@
 """pyinfra facts about a node's container runtime, kubelet and registry.
 
-from podinfra.node.facts import ContainerdDaemon, ContainerdVersion
+from podinfra.node.facts import ContainerdDaemon, ContainerdVersion, NodeRuntime
 
 version = host.get_fact(ContainerdVersion)        # "2.1.9", or None without containerd
 daemon = host.get_fact(ContainerdDaemon)          # what the running daemon reads
 daemon.changed_since_start()                      # ["/etc/containerd/config.toml"]: a restart is pending
+choose(host.get_fact(NodeRuntime))                # which runtime the node runs (podinfra.node.runtime)
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.facts import FactBase
 
+from podinfra.node import cri_curl, crio, runtime
 from podinfra.node.containerd import ctr, daemon
 from podinfra.node.containerd.shape import version_from_output
-from podinfra.node.runtime_files import crio_version_from_output
 
 
 class ContainerdVersion(FactBase[str | None]):
@@ -31,7 +34,7 @@ class ContainerdVersion(FactBase[str | None]):
 
 
 class CrioVersion(FactBase[str | None]):
-    """CRI-O's release, e.g. ``"1.31.1"``, or None where CRI-O is not installed."""
+    """CRI-O's release, e.g. ``"1.36.3"``, or None where CRI-O is not installed."""
 
     def requires_command(self) -> str:
         return "crio"
@@ -40,7 +43,61 @@ class CrioVersion(FactBase[str | None]):
         return "crio --version"
 
     def process(self, output: list[str]) -> str | None:
-        return crio_version_from_output("\n".join(output))
+        return crio.version_from_output("\n".join(output))
+
+
+class NodeRuntime(FactBase[runtime.Seen]):
+    """What tells which runtime the node runs: each runtime's release, whether its service is active, the
+    sockets containerd and CRI-O listen on, and the kubelet's container runtime endpoint
+    (``podinfra.node.runtime.choose`` decides from it)."""
+
+    def command(self, kubelet_flags_file: str = "/var/lib/kubelet/kubeadm-flags.env") -> str:
+        return runtime.probe(kubelet_flags_file)
+
+    def process(self, output: list[str]) -> runtime.Seen:
+        return runtime.parse(output)
+
+
+class CrioRunningConfig(FactBase[dict[str, Any] | None]):
+    """``[crio.image]`` of the running CRI-O's config (``crio status config`` asks the daemon), or None
+    where it does not answer on `socket`."""
+
+    def requires_command(self, socket: str = crio.SOCKET) -> str:
+        return "crio"
+
+    def command(self, socket: str = crio.SOCKET) -> StringCommand:
+        return StringCommand("crio", "status", "--socket", QuoteString(socket), "config", "2>/dev/null", "||", "true")
+
+    def process(self, output: list[str]) -> dict[str, Any] | None:
+        return crio.running_config("\n".join(output))
+
+
+class CrioConfigFiles(FactBase[list[tuple[str, str]]]):
+    """(path, text) of crio.conf and every file under crio.conf.d, in the order CRI-O reads them."""
+
+    def command(self) -> str:
+        return crio.FILES_PROBE
+
+    def process(self, output: list[str]) -> list[tuple[str, str]]:
+        return crio.files_from_output("\n".join(output))
+
+    default = list
+
+
+class CrioImage(FactBase[cri_curl.ImageStatus | None]):
+    """CRI-O's ImageStatus of `image` (asked over its CRI socket), or None where it has none."""
+
+    def requires_command(self, image: str, socket: str = crio.SOCKET) -> str:
+        return "curl"
+
+    def command(self, image: str, socket: str = crio.SOCKET) -> str:
+        return cri_curl.image_status_command(socket, image)
+
+    def process(self, output: list[str]) -> cri_curl.ImageStatus | None:
+        try:
+            return cri_curl.image_status(output)
+        except cri_curl.CRICallError:
+            return None  # CRI-O does not answer (yet): the pull that follows says why, if it still does not
 
 
 class ContainerdDaemon(FactBase[daemon.Daemon | None]):

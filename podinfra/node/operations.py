@@ -1,12 +1,11 @@
 """pyinfra operations for node configuration: atomic config files, a containerd that runs what its
 files say (restarted in batches, rolled back when it does not come back right), the pause image
-pulled and pinned, and a host failed with one line.
+pulled and pinned, and a host failed with one line. A runtime restarted on its files: podinfra.node.restart.
 
-    from podinfra.node.operations import config_file, containerd_restarted, pause_pinned
+    from podinfra.node.operations import config_file, pause_pinned
 
     written = config_file(name="containerd config", path="/etc/containerd/config.toml", content=text)
-    containerd_restarted(name="containerd runs it", image=image, config_path="/etc/containerd/certs.d",
-                         containerd_version="2.1.9", config=path, written=written, _parallel=1)
+    pause_pinned(name="pause pinned", image=image, certs_dir="/etc/containerd/certs.d")
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import posixpath
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
 from io import StringIO
 from typing import Any
 
@@ -27,7 +25,7 @@ from pyinfra.api.command import (
     make_formatted_string_command,
 )
 from pyinfra.api.host import Host
-from pyinfra.api.operation import OperationMeta, operation
+from pyinfra.api.operation import operation
 from pyinfra.api.state import State
 from pyinfra.context import host, state
 from pyinfra.facts.files import File, FileContents, Sha256File
@@ -40,20 +38,25 @@ from podinfra.images.mirror import RegistrySource, Summary, copy_image, registry
 from podinfra.images.oci import Image
 from podinfra.images.reference import Reference, cri_name, under
 from podinfra.images.registry import RegistryClient
-from podinfra.node import pyinfra_internals
-from podinfra.node.containerd import ctr, daemon
-from podinfra.node.containerd.shape import Shape, runtime_shape
-from podinfra.node.facts import ContainerdDaemon, ContainerdImages, ContainerImages
+from podinfra.node import cri_curl, crio
+from podinfra.node.containerd import ctr
+from podinfra.node.facts import ContainerdImages, ContainerImages, CrioImage
 from podinfra.table import plural
-from podinfra.tomlpath import dotted
 
 BACKUP = ".podinfra-backup"
 
 
+def backup_path(path: str, aside: str | None = None) -> str:
+    """Where :func:`config_file` keeps the previous text of `path`: beside it, or in directory `aside`."""
+    return f"{aside}/{posixpath.basename(path)}{BACKUP}" if aside else path + BACKUP
+
+
 @operation()
-def config_file(path: str, content: str, mode: str = "0644", secrets: Sequence[str] = ()) -> Generator[Any]:
+def config_file(
+    path: str, content: str, mode: str = "0644", secrets: Sequence[str] = (), aside: str | None = None
+) -> Generator[Any]:
     """Make `path` hold exactly `content`, root:root with `mode`, written atomically with the old file
-    kept as ``PATH.podinfra-backup``.
+    kept as ``PATH.podinfra-backup`` (none when there was no old file).
 
     The new text goes to a temporary file beside `path` (created 0600 before anything is written to
     it) and is renamed over it, so a node never holds a half-written config, even when the run is
@@ -63,6 +66,8 @@ def config_file(path: str, content: str, mode: str = "0644", secrets: Sequence[s
     + content: the whole new text
     + mode: octal mode, e.g. "0600" for files holding credentials
     + secrets: strings never shown in a diff
+    + aside: a directory on the same file system for the temporary file and the backup, for a directory
+      whose every file the program reads (CRI-O's crio.conf.d)
 
     **Example:**
 
@@ -85,14 +90,15 @@ def config_file(path: str, content: str, mode: str = "0644", secrets: Sequence[s
         lines = generate_color_diff([f"{line}\n" for line in current or []], content.splitlines(keepends=True))
         for line in lines:
             logger.info("  %s", _masked(line, secrets))
-    new, backup = QuoteString(f"{path}.podinfra-new"), QuoteString(path + BACKUP)
-    yield StringCommand("mkdir", "-p", QuoteString(posixpath.dirname(path)))
+    staged = f"{aside}/{posixpath.basename(path)}.podinfra-new" if aside else f"{path}.podinfra-new"
+    new, backup = QuoteString(staged), QuoteString(backup_path(path, aside))
+    yield StringCommand("mkdir", "-p", QuoteString(posixpath.dirname(path)), *((QuoteString(aside),) if aside else ()))
     yield StringCommand("rm", "-f", new, "&&", "(", "umask", "077", "&&", "touch", new, ")")
-    yield FileUploadCommand(StringIO(content), f"{path}.podinfra-new")
+    yield FileUploadCommand(StringIO(content), staged)
     yield StringCommand(
         *("chown", "root:root", new, "&&", "chmod", mode, new, "&&"),
-        *("if", "[", "-f", quoted, "];", "then", "cp", "-p", quoted, backup, ";", "fi", "&&"),
-        *("mv", "-f", new, quoted),
+        *("if", "[", "-f", quoted, "];", "then", "cp", "-p", quoted, backup, ";", "else", "rm", "-f", backup, ";"),
+        *("fi", "&&", "mv", "-f", new, quoted),
     )
 
 
@@ -169,150 +175,25 @@ def old_pause_released(image: str, policy: str = "unpin") -> Generator[Any]:
         host.noop("no other pause image")
 
 
-RESTART = """\
-systemctl restart containerd || exit 1
-for _ in $(seq 1 {wait}); do
-  if ctr version >/dev/null 2>&1 && ctr plugins ls 2>/dev/null | grep -Eq '^io\\.containerd\\.grpc\\.v1 +cri +.* ok *$'
-  then exit 0
-  fi
-  sleep 1
-done
-exit 1
-"""
-
-
-@dataclass
-class Rollout:
-    """Failed restarts counted across one pyinfra run, so that later batches stop once more than
-    `allowed` nodes have failed. One per run: :func:`rollout` keeps it on pyinfra's State.
-
-    Batches are pyinfra's own (``_parallel=N``; how pyinfra cuts them is in
-    :mod:`podinfra.node.pyinfra_internals`). A host is stopped by failures in earlier batches only, never
-    by a peer of its own batch.
-    """
-
-    allowed: int
-    batch: int
-    failed: dict[str, int] = field(default_factory=dict)  # host name -> its batch
-
-    def batch_of(self, state: State, host: Host) -> int:
-        return pyinfra_internals.batch_of(state, host, self.batch)
-
-    def stopped(self, state: State, host: Host) -> int:
-        """How many nodes of earlier batches failed, when that is more than allowed (else 0)."""
-        mine = self.batch_of(state, host)
-        earlier = sum(1 for batch in self.failed.values() if batch < mine)
-        return earlier if earlier > self.allowed else 0
-
-
-def rollout(allowed: int, batch: int) -> Rollout:
-    """This run's Rollout (the deploy file runs once per host, and every host must count in the same)."""
-    runs: dict[tuple[int, int], Rollout] = pyinfra_internals.run_data(state, "rollouts", dict)
-    return runs.setdefault((allowed, batch), Rollout(allowed, batch))
-
-
 @operation()
-def containerd_restarted(
-    image: str,
-    config_path: str,
-    containerd_version: str,
-    config: str,
-    written: OperationMeta,
-    rollout: Rollout,
-    wait: int = 30,
-) -> Generator[Any]:
-    """containerd runs what its files say: the sandbox image `image` and the registry ``config_path``
-    `config_path` in its effective config, and no file it reads at start newer than the daemon.
-
-    When a file changed after the daemon started (this run's `written`, an operator's edit, an
-    earlier run killed before its restart), containerd is restarted and must come back with its
-    CRI plugin and those values within `wait` seconds; if it does not, the previous `config` is
-    put back (when this run wrote it), containerd restarted, and the host fails with one line.
-    Once more than ``rollout.allowed`` hosts have failed, later batches keep their previous config
-    and no restart. Use ``_parallel=`` for the batch size. Running pod sandboxes survive: their
-    shims outlive the daemon.
+def crio_pause_pulled(image: str, socket: str = crio.SOCKET) -> Generator[Any]:
+    """CRI-O holds `image` (its pause), pulled through its CRI where it does not: through the node's
+    registries.conf, certs.d and auth file, as a sandbox would pull it. CRI-O pins its own pause_image.
     """
-    wanted = Wanted(image, config_path, runtime_shape(containerd_version), wait)
-    running = host.get_fact(ContainerdDaemon)
-    changed = running.changed_since_start() if running else [config]
-    if not changed and not state.is_executing and written.will_change:
-        changed = [config]
-    if changed:
-        yield FunctionCommand(_restart, (rollout, written, changed, config, wanted), {})
+    found = host.get_fact(CrioImage, image=image, socket=socket)
+    if found is not None:
+        host.noop(f"{image} is present (CRI-O {'pins' if found.pinned else 'does not pin'} it)")
         return
-    assert running is not None
-    wrong = wanted.differences(running)
-    if wrong:
-        yield FunctionCommand(_fail, (f"{wrong} (an imports file overriding {config}?): remove it there",), {})
-        return
-    host.noop(f"containerd runs its config ({', '.join(sorted(running.files) or [config])})")
+    yield FunctionCommand(_crio_pull, (image, socket), {})
 
 
-@dataclass(frozen=True)
-class Wanted:
-    """What containerd's effective config must hold after a restart, and how long it may take."""
-
-    image: str
-    config_path: str
-    shape: Shape
-    wait: int
-
-    def differences(self, found: daemon.Daemon) -> str:
-        """What of the effective config differs from the wanted values, as one phrase ('' when nothing)."""
-        paths = (self.shape.sandbox_path, self.shape.config_path_path)
-        problems = [
-            f"{dotted(path)} = {value!r}, not {want!r}"
-            for path, value, want in zip(
-                paths, found.effective(self.shape), (self.image, self.config_path), strict=True
-            )
-            if value != want
-        ]
-        return f"containerd's effective config (config dump) has {'; '.join(problems)}" if problems else ""
-
-
-def _restart(
-    state: State, host: Host, rollout: Rollout, written: OperationMeta, changed: list[str], config: str, wanted: Wanted
-) -> bool:
-    wrote = written.did_change()
-    backup, quoted = QuoteString(config + BACKUP), QuoteString(config)
-    restore = StringCommand("if", "[", "-f", backup, "];", "then", "cp", "-p", backup, quoted, ";", "fi")
-    earlier = rollout.stopped(state, host)
-    if earlier:
-        if wrote:
-            host.run_shell_command(restore, print_output=False)
-        logger.error(
-            f"{host.print_prefix}rollout stopped after {earlier} failed node(s) in earlier batches "
-            f"(max_failed_nodes={rollout.allowed}): previous config kept, containerd not restarted"
-        )
-        return False
-    problem = _restart_and_check(host, wanted)
-    if not problem:
-        return True
-    rollout.failed[host.name] = rollout.batch_of(state, host)
-    if not wrote:
-        logger.error(
-            f"{host.print_prefix}{problem}; {', '.join(changed)} changed after containerd started, "
-            "not by podinfra in this run: fix it by hand"
-        )
-        return False
-    host.run_shell_command(restore, print_output=False)
-    back, _ = host.run_shell_command(StringCommand(RESTART.format(wait=wanted.wait)), print_output=False)
-    logger.error(
-        f"{host.print_prefix}{problem}: previous config restored, containerd restarted"
-        + ("" if back else ", and it did not come back either (journalctl -u containerd)")
-    )
-    return False
-
-
-def _restart_and_check(host: Host, wanted: Wanted) -> str:
-    """Restart containerd; what is wrong once it is back ('' when its CRI answers with the wanted values)."""
-    ok, _ = host.run_shell_command(StringCommand(RESTART.format(wait=wanted.wait)), print_output=False)
-    if not ok:
-        return f"containerd did not come back with its CRI plugin within {wanted.wait}s (journalctl -u containerd)"
-    ok, output = host.run_shell_command(StringCommand(daemon.PROBE), print_output=False)
-    return (
-        wanted.differences(daemon.parse(output.stdout_lines)) if ok else "the containerd probe failed after the restart"
-    )
+def _crio_pull(state: State, host: Host, image: str, socket: str) -> bool:
+    _, output = host.run_shell_command(StringCommand(cri_curl.pull_command(socket, image)), print_output=False)
+    try:
+        cri_curl.pulled(output.stdout_lines)
+    except cri_curl.CRICallError as e:
+        return _fail(state, host, f"CRI-O could not pull {image}: {e}")
+    return True
 
 
 # The data keys a TLS hint names, in place of the command line's flags.

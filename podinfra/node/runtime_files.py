@@ -1,8 +1,8 @@
 """Render container-runtime files other than containerd's config.toml: pure functions, no I/O.
 
-Formats are the runtimes' documented ones: containerd ``docs/hosts.md``; CRI-O ``crio.conf(5)``;
-``containers-registries.conf(5)``; kubeadm's ``/var/lib/kubelet/kubeadm-flags.env``. containerd's
-config.toml is edited by :mod:`podinfra.node.containerd.config`.
+Formats are the runtimes' documented ones: containerd ``docs/hosts.md``; kubeadm's
+``/var/lib/kubelet/kubeadm-flags.env``. containerd's config.toml is edited by
+:mod:`podinfra.node.containerd.config`, CRI-O's files are made by :mod:`podinfra.node.crio`.
 
 >>> kubelet_flags(None, "1.36", "registry.k8s.io/pause:3.10.2")
 'KUBELET_KUBEADM_ARGS=""\\n'
@@ -11,7 +11,7 @@ config.toml is edited by :mod:`podinfra.node.containerd.config`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from podinfra import versions
@@ -22,19 +22,7 @@ from podinfra.render import CONTROL, render
 _KUBELET_ARGS = re.compile(r"^(?P<head>\s*(?:export\s+)?KUBELET_KUBEADM_ARGS=)(?P<value>.*?)(?P<tail>\s*)$")
 _PAUSE_FLAG = "pod-infra-container-image"
 
-__all__ = ["check_image", "crio_dropin", "crio_registries_conf", "hosts_toml", "kubelet_flags"]
-
-
-def crio_version_from_output(output: str) -> str | None:
-    """The release in ``crio --version`` output (its ``Version:`` line), or None.
-
-    >>> crio_version_from_output("crio version 1.31.1\\nVersion:        v1.31.1\\nGitCommit: 1b2c")
-    '1.31.1'
-    """
-    for line in output.splitlines():
-        if line.startswith("Version:"):
-            return line.split(":", 1)[1].strip().lstrip("v") or None
-    return None
+__all__ = ["check_image", "hosts_toml", "kubelet_flags"]
 
 
 def hosts_toml(
@@ -77,42 +65,6 @@ def hosts_toml(
         ca_file=ca_file,
         authorization=authorization,
         override_path=override_path is not None,
-    )
-
-
-def crio_dropin(pause_image: str, also_pin: Sequence[str] = ()) -> str:
-    """``/etc/crio/crio.conf.d/10-podinfra-pause.conf``: ``[crio.image]`` pause_image and pinned_images.
-
-    A drop-in's ``pinned_images`` replaces the list from crio.conf and earlier drop-ins, so pass the
-    node's own pins as ``also_pin`` to keep them.
-
-    >>> print(crio_dropin("10.0.0.2:5000/pause:3.10").splitlines()[-2])
-    pause_image = "10.0.0.2:5000/pause:3.10"
-    """
-    check_image(pause_image)
-    pinned = [pause_image, *(image for image in also_pin if image != pause_image)]
-    for image in pinned:
-        _check_text(image, "pinned image")
-    return render("crio/10-podinfra-pause.conf.j2", pause_image=pause_image, pinned=pinned)
-
-
-def crio_registries_conf(upstream: str, mirror_location: str, insecure: bool = False) -> str:
-    """``/etc/containers/registries.conf.d/10-podinfra-mirror.conf`` (registries.conf v2 format).
-
-    Pulls of ``upstream`` go to ``mirror_location`` (``HOST[:PORT][/PATH]``, no scheme) only:
-    it is both the mirror and the registry's ``location``, so no pull reaches the upstream. A
-    private CA goes to ``/etc/containers/certs.d/HOST:PORT/ca.crt`` (containers-certs.d(5)).
-
-    >>> 'location = "10.0.0.2:5000/mirror"' in crio_registries_conf("registry.k8s.io", "10.0.0.2:5000/mirror")
-    True
-    """
-    _registry(upstream, "upstream")
-    _registry(mirror_location, "mirror_location")
-    return render(
-        "crio/10-podinfra-mirror.conf.j2",
-        upstream=upstream.strip("/"),
-        mirror=mirror_location.strip("/"),
-        insecure=insecure,
     )
 
 
@@ -167,6 +119,48 @@ def kubelet_pause_flag(text: str | None) -> str | None:
     return None
 
 
+# Where a kubeadm node's kubelet gets its flags: kubeadm's file, then the packages' KUBELET_EXTRA_ARGS file
+# (the unit's command line has $KUBELET_KUBEADM_ARGS before $KUBELET_EXTRA_ARGS: a later flag wins).
+KUBELET_EXTRA_ARGS_FILES = ("/etc/default/kubelet", "/etc/sysconfig/kubelet")
+# KubeletConfiguration files, the one kubeadm patches over the other first (NodeLocalCRISocket, 1.34+).
+KUBELET_CONFIG_FILES = ("/var/lib/kubelet/instance-config.yaml", "/var/lib/kubelet/config.yaml")
+_ARGS_LINE = re.compile(r"^\s*(?:export\s+)?KUBELET_[A-Z_]*ARGS=(?P<value>.*?)\s*$")
+_ENDPOINT_KEY = re.compile(r"^containerRuntimeEndpoint:\s*(?P<value>.*?)\s*(?:#.*)?$")
+
+
+def kubelet_runtime_endpoint(files: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """(the kubelet's container runtime endpoint, the file it is set in), or None where none sets it.
+
+    `files`: (path, text) of the flags files (``--container-runtime-endpoint`` in a ``KUBELET_*ARGS``
+    line; the last use wins) in command-line order, then the KubeletConfiguration files
+    (``containerRuntimeEndpoint``; instance-config.yaml before config.yaml). A flag overrides the config file.
+
+    >>> kubelet_runtime_endpoint([("/f.env", 'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///c.sock"')])
+    ('unix:///c.sock', '/f.env')
+    """
+    flag: tuple[str, str] | None = None
+    for path, text in files:
+        if path.endswith(".yaml"):
+            continue
+        for line in text.splitlines():
+            match = _ARGS_LINE.match(line)
+            args = _kubelet_args(match["value"])[1] if match else []
+            for _, _, value in _pause_flags(args, "container-runtime-endpoint"):
+                if value:
+                    flag = (value, path)
+    if flag:
+        return flag
+    order = {path: index for index, path in enumerate(KUBELET_CONFIG_FILES)}
+    for path, text in sorted(files, key=lambda file: order.get(file[0], len(order))):
+        if not path.endswith(".yaml"):
+            continue
+        for line in text.splitlines():
+            match = _ENDPOINT_KEY.match(line)
+            if match and match["value"].strip("'\""):
+                return match["value"].strip("'\""), path
+    return None
+
+
 def _kubelet_args(value: str) -> tuple[str, list[str]]:
     """(its quote, the flags) of a KUBELET_KUBEADM_ARGS value, quoted or not."""
     quote = value[0] if len(value) >= 2 and value[0] in "\"'" and value[-1] == value[0] else ""
@@ -207,14 +201,14 @@ def _mirror_url(mirror: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
-def _pause_flags(args: list[str]) -> Iterator[tuple[int, int, str | None]]:
-    """Each use of the flag in `args`: (its first word, the word after it, its value; None when it has none).
+def _pause_flags(args: list[str], flag: str = _PAUSE_FLAG) -> Iterator[tuple[int, int, str | None]]:
+    """Each use of `flag` in `args`: (its first word, the word after it, its value; None when it has none).
     ``-flag``, ``--flag=value`` and ``--flag value`` (the next word, unless that is a flag) are all one use."""
     index = 0
     while index < len(args):
         arg = args[index]
         name, equals, value = arg.lstrip("-").partition("=")
-        if arg.startswith("-") and name == _PAUSE_FLAG:
+        if arg.startswith("-") and name == flag:
             if equals:
                 yield index, index + 1, value
             elif index + 1 < len(args) and not args[index + 1].startswith("-"):

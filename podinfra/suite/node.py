@@ -18,14 +18,12 @@ from typing import Any
 import pytest
 
 from podinfra.check import catalogue
-from podinfra.check.cri import CONTAINERD_SOCKET, CRIO_SOCKET, CRIError, Runtime, forwarded_socket
+from podinfra.check.cri import CRIError, Runtime, forwarded_socket
 from podinfra.data import sshconfig
 from podinfra.data.models import NODE_CA
-from podinfra.errors import ConfigError
 from podinfra.images.oci import ALL_MANIFEST_TYPES
+from podinfra.node import crio, runtime
 from podinfra.node.containerd import ctr, daemon, hazards
-from podinfra.node.containerd.shape import version_from_output
-from podinfra.node.runtime_files import crio_version_from_output
 from podinfra.suite import internals, probes, readers, waits
 
 RESULTS = pytest.StashKey[dict[str, dict[str, catalogue.CheckResult]]]()
@@ -58,10 +56,13 @@ def snapshot_script(expect: catalogue.Expectations) -> str:
     SSH session, rather than a command at a time (each an ssh client, most of a check's CPU here)."""
     settings = expect.settings
     files = [*settings.hosts_toml.values(), settings.kubelet_flags_file]
+    socket = shlex.quote(settings.cri_socket or crio.SOCKET)
     parts = [
-        f'echo "{MARK}version"; containerd --version 2>/dev/null || crio --version 2>/dev/null',
+        f'echo "{MARK}runtime"; {runtime.probe(settings.kubelet_flags_file)}',
         f'echo "{MARK}daemon"; if command -v containerd >/dev/null; then {daemon.PROBE}',
         f'echo "{MARK}config"; cat -- "$config" 2>/dev/null; fi',
+        f'echo "{MARK}crio status config"; crio status --socket {socket} config 2>/dev/null',
+        f"if command -v crio >/dev/null; then {crio.FILES_PROBE}; {crio.REGISTRIES_PROBE}; fi",
         *(f"echo {shlex.quote(MARK + 'file ' + path)}; cat -- {shlex.quote(path)} 2>/dev/null" for path in files),
         f'echo "{MARK}sha256"; sha256sum -- {shlex.quote(NODE_CA)} 2>/dev/null',
         f'echo "{MARK}kubelet"; command -v kubelet',
@@ -96,6 +97,8 @@ class Node:
     expect: catalogue.Expectations
     runtime: str  # "containerd" or "cri-o"
     version: str
+    socket: str  # where its CRI answers
+    chosen_by: str  # what said which runtime the node runs
     ssh_config: Path | None  # None: the local machine
     alias: str
     shown: dict[str, str] = field(default_factory=dict, repr=False)  # the snapshot, by section
@@ -162,6 +165,23 @@ class Node:
         """containerd's ``k8s.io`` images when the snapshot was taken."""
         return ctr.images(self.shown.get("images", ""))
 
+    def crio_files(self) -> list[tuple[str, str]]:
+        """(path, text) of crio.conf and every file under crio.conf.d, in the order CRI-O reads them."""
+        marked = [f"=== {key}\n{text}" for key, text in self.shown.items() if key.startswith("crio file ")]
+        return crio.files_from_output("".join(marked))
+
+    def crio_config(self) -> dict[str, Any] | None:
+        """``[crio.image]`` of the running CRI-O's config (``crio status config``), None where it does not answer."""
+        text = self.shown.get("crio status config", "")
+        if self.socket != crio.SOCKET and not text:
+            text = self.once("crio status --socket %s config", self.socket).stdout
+        return crio.running_config(text)
+
+    def registries(self) -> readers.RegistriesConf:
+        """registries.conf and its drop-ins as containers/image merges them."""
+        prefix = "registries file "
+        return readers.registries_conf([(k[len(prefix) :], v) for k, v in self.shown.items() if k.startswith(prefix)])
+
     @property
     def has_kubelet(self) -> bool:
         return bool(self.shown.get("kubelet", "").strip())
@@ -211,20 +231,13 @@ def connect(host: Any, name: str, expect: catalogue.Expectations, workdir: Path)
     if result.rc == 255:
         raise RuntimeError(f"cannot run commands on {name} over SSH: {result.stderr.strip()[:300]}")
     shown = sections(result.stdout)
-    runtime, version = _runtime(shown.get("version", ""))
-    return Node(name, host, expect, runtime, version, ssh_config, alias, shown)
-
-
-def _runtime(output: str) -> tuple[str, str]:
-    if output.startswith("containerd "):
-        try:
-            return "containerd", version_from_output(output)
-        except ConfigError as e:
-            raise RuntimeError(str(e)) from None
-    version = crio_version_from_output(output)
-    if version:
-        return "cri-o", version
-    raise RuntimeError("neither containerd nor CRI-O is installed (containerd --version, crio --version failed)")
+    try:
+        chosen = runtime.choose(runtime.parse(shown.get("runtime", "").splitlines()), expect.settings.cri_socket)
+    except runtime.NoRuntime as e:
+        raise RuntimeError(str(e)) from None
+    return Node(
+        name, host, expect, chosen.runtime, chosen.version, chosen.socket, chosen.reason, ssh_config, alias, shown
+    )
 
 
 def ssh_config_for(backend: Any, workdir: Path) -> tuple[Path | None, str]:
@@ -271,7 +284,7 @@ class CRI:
 
 def open_cri(node: Node, stack: ExitStack) -> CRI:
     """The CRI over an SSH-forwarded socket (closed with `stack`); leftovers of interrupted probes removed."""
-    socket = node.expect.settings.cri_socket or (CONTAINERD_SOCKET if node.runtime == "containerd" else CRIO_SOCKET)
+    socket = node.socket
     limit = node.expect.settings.check_probe_timeout
     try:
         target = (
@@ -308,7 +321,9 @@ def stored(node: Node, cri: CRI, name: str) -> tuple[str | None, dict[str, str]]
     if info is None:
         return None, {}
     digests = [d.split("@", 1)[1] for d in info.repo_digests if d.split("@", 1)[0] == ctr.repository(name)]
-    return (digests[0] if digests else None), {}
+    # CRI-O may list the index's digest beside the platform manifest's: the expected one, where it is there
+    found = node.expect.digest if node.expect.digest in digests else (digests[0] if digests else None)
+    return found, {}
 
 
 def mirror_route(node: Node) -> tuple[str, str, str]:

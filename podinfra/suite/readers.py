@@ -185,12 +185,99 @@ def curl_config(user: str, password: str) -> bytes:
     return f'user = "{user}:{quoted}"\n'.encode()
 
 
-def crio_registry(texts: Sequence[str], registry: str) -> dict[str, Any] | None:
-    """The effective ``[[registry]]`` entry for `registry` across registries.conf and its drop-ins (in
-    the order given, later files win by prefix), per containers-registries.conf(5). Untested on a node."""
-    found = None
-    for text in texts:
-        for entry in tomllib.loads(text).get("registry", []):
-            if isinstance(entry, dict) and (entry.get("prefix") or entry.get("location")) == registry:
-                found = entry
-    return found
+@dataclass(frozen=True)
+class RegistriesConf:
+    """registries.conf and its drop-ins merged as containers-registries.conf.d(5) says: ``[[registry]]``
+    tables by prefix (a later file's table with the same prefix replaces the earlier one whole; within one
+    file the first wins), ``[aliases]`` merged key by key (an empty value removes one), and
+    ``unqualified-search-registries`` replaced by a later file that sets it. Each value keeps its file."""
+
+    registries: dict[str, tuple[dict[str, Any], str]]  # prefix -> (the table, its file)
+    aliases: dict[str, tuple[str, str]]  # short name -> (image, its file)
+    search: tuple[list[str], str | None]  # unqualified-search-registries, its file
+    problems: list[str]  # files containers/image refuses (then every pull fails)
+
+    def entry_for(self, reference: str) -> tuple[str, dict[str, Any], str] | None:
+        """(prefix, table, file) of the ``[[registry]]`` a pull of `reference` uses: the longest matching prefix."""
+        found = [(p, t, f) for p, (t, f) in self.registries.items() if _prefix_matches(reference, p)]
+        return max(found, key=lambda item: len(item[0])) if found else None
+
+
+def _prefix_matches(reference: str, prefix: str) -> bool:
+    """containers/image's prefix match: the whole reference, or up to a ``/``, ``:`` or ``@``; ``*.host`` matches
+    subdomains of host."""
+    if prefix.startswith("*."):
+        host = reference.split("/", 1)[0]
+        return host.endswith(prefix[1:])
+    return reference == prefix or (reference.startswith(prefix) and reference[len(prefix)] in "/:@")
+
+
+def registries_conf(files: Sequence[tuple[str, str]]) -> RegistriesConf:
+    """Merge `files` ((path, text): registries.conf first, then each ``registries.conf.d/*.conf`` in name
+    order), each parsed on its own.
+
+    >>> merged = registries_conf([("a", '[aliases]\\nx = "r/x"\\n'), ("b", '[aliases]\\ny = "r/y"\\n')])
+    >>> sorted(merged.aliases)
+    ['x', 'y']
+    """
+    registries: dict[str, tuple[dict[str, Any], str]] = {}
+    aliases: dict[str, tuple[str, str]] = {}
+    search: tuple[list[str], str | None] = ([], None)
+    problems = []
+    for index, (path, text) in enumerate(files):
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            problems.append(f"{path} is not TOML ({e}): every pull fails")
+            continue
+        if index > 0 and "registries" in doc:
+            problems.append(f"{path} is in v1 format ([registries.*]): a drop-in must be v2, every pull fails")
+        own: dict[str, tuple[dict[str, Any], str]] = {}
+        for table in doc.get("registry", []):
+            if isinstance(table, dict):
+                prefix = str(table.get("prefix") or table.get("location") or "")
+                own.setdefault(prefix, (table, path))  # within one file, the first table of a prefix wins
+        registries.update(own)
+        for name, image in (doc.get("aliases") or {}).items():
+            if image:
+                aliases[name] = (str(image), path)
+            else:
+                aliases.pop(name, None)
+        if "unqualified-search-registries" in doc:
+            search = (list(doc["unqualified-search-registries"]), path)
+    return RegistriesConf(registries, aliases, search, problems)
+
+
+def registry_problems(merged: RegistriesConf, reference: str, registry: str) -> list[str]:
+    """What lets a pull of `reference` go anywhere but `registry` (HOST:PORT), each naming the file to fix.
+
+    A pull tries each mirror, then the table's ``location`` (the reference itself when there is no table);
+    only a ``blocked`` location is never tried (containers-registries.conf(5))."""
+    problems = list(merged.problems)
+    found = merged.entry_for(reference)
+    if found is None:
+        return [*problems, f"no [[registry]] for {reference}: it is pulled from {reference.split('/')[0]} itself"]
+    prefix, table, path = found
+    mirrors = [str(m.get("location", "")) for m in table.get("mirror", []) if isinstance(m, dict)]
+    location = str(table.get("location") or prefix)
+    elsewhere = [m for m in mirrors if m.split("/")[0] != registry]
+    if location.split("/")[0] != registry and not table.get("blocked"):
+        elsewhere.append(location)
+    if elsewhere:
+        problems.append(
+            f"{path}: [[registry]] prefix {prefix!r} lets pulls of {reference} go to {', '.join(elsewhere)}"
+        )
+    elif location.split("/")[0] != registry and not mirrors:
+        problems.append(f"{path}: [[registry]] prefix {prefix!r} is blocked with no mirror: pulls of {reference} fail")
+    return problems
+
+
+def physical(merged: RegistriesConf, reference: str) -> str:
+    """Where the first pull attempt of `reference` goes: its first mirror, else its ``location``, the table's
+    prefix replaced (containers-registries.conf(5) "rewrite")."""
+    found = merged.entry_for(reference)
+    if found is None:
+        return reference
+    prefix, table, _ = found
+    mirrors = [str(m.get("location", "")) for m in table.get("mirror", []) if isinstance(m, dict)]
+    return (mirrors[0] if mirrors else str(table.get("location") or prefix)) + reference[len(prefix) :]

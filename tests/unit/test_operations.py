@@ -18,8 +18,9 @@ from pyinfra.facts.files import File, FileContents, Sha256File
 
 from podinfra.data.shares import count_or_share, of_fleet
 from podinfra.node import facts, operations
+from podinfra.node import restart as restarts
 from podinfra.node.containerd import daemon
-from podinfra.node.operations import Rollout
+from podinfra.node.restart import Rollout
 
 # --- facts: output in, value out ------------------------------------------------------------------------
 
@@ -29,6 +30,9 @@ def test_containerd_and_crio_versions():
     assert (fact.requires_command(), fact.command()) == ("containerd", "containerd --version")
     assert fact.process(["containerd github.com/containerd/containerd/v2 2.1.9+unknown "]) == "2.1.9"
     assert facts.CrioVersion().process(["crio version 1.31.1", "Version:  v1.31.1"]) == "1.31.1"
+    # CRI-O 1.36's `crio --version`: no Version: line (that is `crio version`'s), the release on the first line
+    assert facts.CrioVersion().process(["crio version 1.36.3", "   GitCommit:      b24632ab44955fa8"]) == "1.36.3"
+    assert facts.CrioVersion().process(["Version:        1.36.3", "GitCommit:  unknown"]) == "1.36.3"
 
 
 def test_the_daemon_fact_runs_the_probe_and_parses_it():
@@ -130,12 +134,13 @@ def test_config_file_writes_atomically_with_a_backup_and_quotes_every_path():
     fake = FakeHost(dict([fact(Sha256File, None, path=PATH)]))
     found = commands(operations.config_file, fake, path=PATH, content=CONTENT, mode="0600")
     quoted, new = "'/etc/containerd/certs d/it'\"'\"'s.toml'", "'/etc/containerd/certs d/it'\"'\"'s.toml.podinfra-new'"
+    backup = "'/etc/containerd/certs d/it'\"'\"'s.toml.podinfra-backup'"
     assert found == [
         "mkdir -p '/etc/containerd/certs d'",
         f"rm -f {new} && ( umask 077 && touch {new} )",
         f"upload {PATH}.podinfra-new",
         f"chown root:root {new} && chmod 0600 {new} && if [ -f {quoted} ]; then cp -p {quoted} "
-        f"'/etc/containerd/certs d/it'\"'\"'s.toml.podinfra-backup' ; fi && mv -f {new} {quoted}",
+        f"{backup} ; else rm -f {backup} ; fi && mv -f {new} {quoted}",
     ]
 
 
@@ -201,14 +206,14 @@ def restart_commands(found: daemon.Daemon, image: str = "r/pause:3.10") -> tuple
     fake = FakeHost(dict([fact(facts.ContainerdDaemon, found)]))
     written = SimpleNamespace(will_change=False)
     out = commands(
-        operations.containerd_restarted, fake, image=image, config_path="/etc/containerd/certs.d",
+        restarts.containerd_restarted, fake, image=image, config_path="/etc/containerd/certs.d",
         containerd_version="1.7.24", config="/c", written=written, rollout=Rollout(0, 1),
     )  # fmt: skip
     return out, fake
 
 
 def test_containerd_restarts_when_a_file_it_reads_is_newer_than_the_daemon():
-    assert restart_commands(running(changed=True))[0] == ["function _restart"]
+    assert restart_commands(running(changed=True))[0] == ["function _apply"]
 
 
 def test_a_daemon_running_its_files_is_left_alone():
@@ -223,7 +228,7 @@ def test_an_effective_config_that_names_another_image_fails_the_node():
 def test_wanted_names_what_differs():
     from podinfra.node.containerd.shape import runtime_shape
 
-    wanted = operations.Wanted("r/pause:3.10.1", "/etc/containerd/certs.d", runtime_shape("1.7.24"), 30)
+    wanted = restarts.Wanted("r/pause:3.10.1", "/etc/containerd/certs.d", runtime_shape("1.7.24"), 30)
     assert wanted.differences(running(changed=False)) == (
         "containerd's effective config (config dump) has "
         "plugins.\"io.containerd.grpc.v1.cri\".sandbox_image = 'r/pause:3.10', not 'r/pause:3.10.1'"
@@ -356,14 +361,20 @@ def restart(fake: ShellHost, wrote: bool, rollout: Rollout | None = None) -> tup
     from podinfra.node.containerd.shape import runtime_shape
 
     rollout = rollout or Rollout(allowed=0, batch=1)
-    wanted = operations.Wanted("r/pause:3.10", "/etc/containerd/certs.d", runtime_shape("1.7.24"), 30)
+    wanted = restarts.Wanted("r/pause:3.10", "/etc/containerd/certs.d", runtime_shape("1.7.24"), 30)
     state = SimpleNamespace(inventory=SimpleNamespace(get_active_hosts=lambda: [SimpleNamespace(name="node0"), fake]))
-    written = SimpleNamespace(did_change=lambda: wrote)
-    ok = operations._restart(state, fake, rollout, written, ["/c"], "/c", wanted)  # type: ignore[arg-type]
+    script = restarts.CONTAINERD_RESTART.format(wait=30)
+    service = restarts.Service(
+        "containerd", "containerd", {"restart": script, "back": script}, 30, wanted.verify, "with its CRI plugin"
+    )
+    meta = SimpleNamespace(did_change=lambda: wrote)
+    written = [restarts.Written(meta, "/c", "/c.podinfra-backup")]  # type: ignore[arg-type]
+    why = "/c changed after containerd started"
+    ok = restarts._apply(state, fake, rollout, service, "restart", written, why)  # type: ignore[arg-type]
     return ok, rollout
 
 
-RESTORE = "if [ -f /c.podinfra-backup ]; then cp -p /c.podinfra-backup /c ; fi"
+RESTORE = "if [ -f /c.podinfra-backup ]; then cp -p /c.podinfra-backup /c ; else rm -f /c ; fi"
 
 
 def test_a_restart_that_fails_puts_the_old_config_back_restarts_and_fails_the_node_by_name(caplog):

@@ -4,12 +4,14 @@ rewrites them)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import tomllib
 
 import pytest
 
 from podinfra.errors import ConfigError
-from podinfra.node import runtime_files
+from podinfra.node import crio, runtime_files
 from tests.unit.goldens import golden
 
 IMAGE = "10.213.0.2:5000/pause:3.10"
@@ -87,53 +89,44 @@ def test_hosts_toml_refuses_bad_input(args, message):
 # --- CRI-O ----------------------------------------------------------------------------------------------
 
 
-def test_crio_dropin():
-    text = runtime_files.crio_dropin(IMAGE)
-    assert tomllib.loads(text) == {"crio": {"image": {"pause_image": IMAGE, "pinned_images": [IMAGE]}}}
-    golden("crio-10-podinfra-pause.conf", text)
-
-
-def test_crio_dropin_carries_the_node_pins():
-    text = runtime_files.crio_dropin(IMAGE, ["quay.io/calico/node:*", IMAGE])
-    assert tomllib.loads(text)["crio"]["image"]["pinned_images"] == [IMAGE, "quay.io/calico/node:*"]
-    with pytest.raises(ConfigError, match="not an image reference"):
-        runtime_files.crio_dropin("docker://pause")
-
-
-def test_crio_registries_conf():
-    text = runtime_files.crio_registries_conf("registry.k8s.io", "10.213.0.2:5000/mirror")
+def test_crio_dropin_names_the_pause_and_the_auth_file():
+    text = crio.dropin("registry.k8s.io/pause:3.10", "/etc/crio/podinfra-auth.json")
     assert tomllib.loads(text) == {
-        "registry": [
-            {
-                "prefix": "registry.k8s.io",
-                "location": "10.213.0.2:5000/mirror",
-                "mirror": [{"location": "10.213.0.2:5000/mirror"}],
-            }
-        ]
-    }
-    golden("crio-10-podinfra-mirror.conf", text)
-
-
-def test_crio_registries_conf_insecure():
-    text = runtime_files.crio_registries_conf("registry.k8s.io", "10.213.0.2:5000", insecure=True)
-    assert tomllib.loads(text)["registry"] == [
-        {
-            "prefix": "registry.k8s.io",
-            "location": "10.213.0.2:5000",
-            "insecure": True,
-            "mirror": [{"location": "10.213.0.2:5000", "insecure": True}],
+        "crio": {
+            "image": {"pause_image": "registry.k8s.io/pause:3.10", "global_auth_file": "/etc/crio/podinfra-auth.json"}
         }
+    }
+    golden("crio-90-podinfra.conf", text)
+    # no pinned_images: a drop-in's list would replace the operator's, and CRI-O pins its pause_image itself
+    assert tomllib.loads(crio.dropin(IMAGE, None)) == {"crio": {"image": {"pause_image": IMAGE}}}
+    with pytest.raises(ConfigError, match="not an image reference"):
+        crio.dropin("docker://pause", None)
+
+
+def test_crio_registries_rewrite_each_mirrored_registry_to_the_local_registry_only():
+    text = crio.registries_conf(["registry.k8s.io", "docker.io"], "10.213.0.2:5000/mirror")
+    entries = tomllib.loads(text)["registry"]
+    # a location rewrite and no mirror table: the local registry is the only source, nothing falls back
+    assert entries == [
+        {"prefix": "registry.k8s.io", "location": "10.213.0.2:5000/mirror"},
+        {"prefix": "docker.io", "location": "10.213.0.2:5000/mirror"},
     ]
-    golden("crio-10-podinfra-mirror-insecure.conf", text)
+    golden("crio-90-podinfra-registries.conf", text)
 
 
 @pytest.mark.parametrize(
-    ("upstream", "mirror"),
+    ("upstream", "location"),
     [("registry.k8s.io", "https://10.213.0.2:5000"), ("https://registry.k8s.io", "10.213.0.2:5000")],
 )
-def test_crio_registries_conf_refuses_schemes(upstream, mirror):
+def test_crio_registries_conf_refuses_schemes(upstream, location):
     with pytest.raises(ConfigError, match="without a scheme"):
-        runtime_files.crio_registries_conf(upstream, mirror)
+        crio.registries_conf([upstream], location)
+
+
+def test_crio_auth_file_is_containers_auth_json_for_the_physical_registry():
+    parsed = json.loads(crio.auth_json("10.213.0.2:5000", "pull", "s3cret"))
+    assert parsed == {"auths": {"10.213.0.2:5000": {"auth": base64.b64encode(b"pull:s3cret").decode()}}}
+    assert crio.ca_path("10.213.0.2:5000") == "/etc/containers/certs.d/10.213.0.2:5000/ca.crt"
 
 
 # --- kubelet --------------------------------------------------------------------------------------------

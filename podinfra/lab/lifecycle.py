@@ -45,7 +45,7 @@ def _check_host() -> None:
 
 # Every node's systemd, journald and containerd run as root on the host, so all labs draw on root's
 # inotify instances; at the default 128 a lab of about 20 nodes hangs at boot (systemd after
-# network.target). kind raises the same limits for the same reason.
+# network.target). (kind's known-issues page asks its users to raise the same two limits by hand.)
 INOTIFY = {"max_user_instances": 8192, "max_user_watches": 524288}
 
 

@@ -68,18 +68,19 @@ def test_containerd_takes_the_first_directory_with_the_registrys_or_default():
     assert hazards.hosts_dir_used(dirs, "registry.k8s.io", {}) is None
 
 
-def test_the_edit_puts_podinfras_directory_first_and_keeps_the_ones_containerd_searched():
+def test_the_edit_writes_podinfras_directory_alone_and_names_the_ones_no_longer_searched():
+    """A list in config_path sent the real 2.2.7's CRI pulls (through the transfer service) upstream."""
     fresh = edit("version = 3\n", "2.2.7", "registry.k8s.io/pause:3.10.1")
-    assert fresh.config_path == "/etc/containerd/certs.d:/etc/docker/certs.d"
-    assert "config_path = '/etc/containerd/certs.d:/etc/docker/certs.d'" in fresh.text.replace('"', "'")
-    assert any("searches these directories in order" in note for note in fresh.notes)
+    assert fresh.config_path == "/etc/containerd/certs.d"
+    assert "config_path = '/etc/containerd/certs.d'" in fresh.text.replace('"', "'")
+    assert any("no longer reads hosts.toml under /etc/docker/certs.d" in note for note in fresh.notes)
     again = edit(fresh.text, "2.2.7", "registry.k8s.io/pause:3.10.1")
     assert (again.text, again.notes) == (fresh.text, ())
     listed = (
         'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\nconfig_path = "/b:/etc/containerd/certs.d"\n'
     )
-    assert edit(listed, "2.3.4", "registry.k8s.io/pause:3.10.2").config_path == "/etc/containerd/certs.d:/b"
-    assert edit(None, "2.3.4", "registry.k8s.io/pause:3.10.2").config_path == hazards.DEFAULT_CONFIG_PATH
+    assert edit(listed, "2.3.4", "registry.k8s.io/pause:3.10.2").config_path == "/etc/containerd/certs.d"
+    assert edit(None, "2.3.4", "registry.k8s.io/pause:3.10.2").config_path == "/etc/containerd/certs.d"
     assert edit("version = 3\n", "2.1.9", "registry.k8s.io/pause:3.10").config_path == "/etc/containerd/certs.d"
 
 

@@ -101,11 +101,12 @@ def edit(
     )
     current = lookup(doc, shape.config_path_path)
     searched = hazards.config_path_value(current, containerd_version, config_path)
-    if searched != config_path and searched != current:
+    others = [d for d in hazards.config_path_dirs(current, containerd_version) if d != searched]
+    if others:
         notes.append(
-            f"config_path = {searched!r}: containerd searches these directories in order and takes each registry's "
-            f"hosts.toml from the first that has one, so podinfra's {config_path} comes first and the others "
-            f"containerd {containerd_version} searched ({current or 'its default'!s}) stay after it"
+            f"config_path = {searched!r} in place of {current or 'the default'!s}: containerd "
+            f"{containerd_version} no longer reads hosts.toml under {', '.join(others)} (the transfer service "
+            f"that pulls for the CRI from 2.2 reads one directory): move any there into {config_path}"
         )
     _set(doc, shape.sandbox_path, sandbox_image, style)
     _set(doc, shape.config_path_path, searched, style)

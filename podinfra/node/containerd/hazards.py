@@ -77,19 +77,21 @@ def config_path_dirs(config_path: Any, containerd_version: str) -> list[str]:
 
 
 def config_path_value(current: Any, containerd_version: str, certs_dir: str) -> str:
-    """The config_path podinfra writes: `certs_dir` first, so containerd takes podinfra's hosts.toml before any
-    other directory's (the first directory with the registry's wins), then the directories containerd already
-    searched (the file's list, or its own default), so other registries' hosts.toml still resolve there.
+    """The config_path podinfra writes: `certs_dir` alone, whatever containerd searched before.
+
+    A list would be searched in order by the CRI's own pulls (``hostDirFromRoots``), but from 2.2 on the CRI
+    pulls through the transfer service by default (``use_local_image_pull = false``), which took a
+    two-directory config_path as one directory that does not exist: on the real 2.2.7 binary, with
+    ``/etc/containerd/certs.d:/etc/docker/certs.d``, a CRI pull of a mirrored registry.k8s.io image went to
+    registry.k8s.io itself (and, with ``certs_dir`` alone, to the mirror). Other registries' hosts.toml go
+    under `certs_dir` too.
 
     >>> config_path_value("", "2.1.9", "/etc/containerd/certs.d")
     '/etc/containerd/certs.d'
     >>> config_path_value("/etc/docker/certs.d:/etc/containerd/certs.d", "2.3.4", "/etc/containerd/certs.d")
-    '/etc/containerd/certs.d:/etc/docker/certs.d'
+    '/etc/containerd/certs.d'
     """
-    searched = config_path_dirs(current, containerd_version)
-    if len(searched) <= 1:
-        return certs_dir  # one directory (or none): replaced, as podinfra always did
-    return ":".join([certs_dir, *(d for d in searched if d != certs_dir)])
+    return certs_dir
 
 
 def host_dir_candidates(root: str, registry: str) -> list[str]:

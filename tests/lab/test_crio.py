@@ -201,7 +201,7 @@ def test_a_crio_that_does_not_come_back_is_rolled_back(fleet, config):
         output = result.stdout + result.stderr
         assert result.returncode != 0
         assert "previous config restored, CRI-O restarted" in output, output[-3000:]
-        assert "CRI-O did not come back within 30s after a restart" in output
+        assert "CRI-O did not come back running the wanted pause_image within 30s" in output
         assert ssh(config, "node2", "ls /etc/crio/crio.conf.d").stdout.split() == ["00-podinfra-lab.conf"]
         assert ssh(config, "node2", "systemctl is-active crio").stdout.strip() == "active"
         assert ssh(config, "node1", "systemctl is-active containerd").stdout.strip() == "active"

@@ -54,6 +54,7 @@ from pyinfra.operations import systemd
 from podinfra.data.models import NODE_CA, NodeData
 from podinfra.data.settings import node_settings
 from podinfra.errors import ConfigError
+from podinfra.images.reference import cri_name
 from podinfra.images.registry import RegistryError
 from podinfra.node import crio as crio_files
 from podinfra.node import runtime_files
@@ -283,7 +284,9 @@ def node_runtime(settings: NodeData | None = None) -> None:
         failed(name="container runtime", reason=str(e))
         return
     if choice.runtime == CRIO:
-        crio(settings, image, choice.socket)
+        # CRI-O pins its pause_image by matching it whole against the names in its store, where an image pulled
+        # by tag and digest is filed under its digest alone: a pause_image with both would stay unpinned.
+        crio(settings, cri_name(image), choice.socket)
     elif not containerd(settings, choice.version, image):
         return
     kubelet(settings, image)

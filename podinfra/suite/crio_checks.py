@@ -18,7 +18,7 @@ from podinfra.suite.node import Node
 def pause_image(node: Node) -> tuple[str, str, list[str]]:
     """Check 2: the running CRI-O's pause_image is the sandbox image, and its files say so too (none read
     after podinfra's drop-in overrides it)."""
-    want = node.expect.sandbox_image
+    want = node.expect.store_name  # the deploy's pause_image: a digest drops the tag, so that CRI-O pins it
     expected = f"[crio.image] pause_image = {want!r} in the running CRI-O (crio status config) and in its files"
     running = node.crio_config()
     files = node.crio_files()

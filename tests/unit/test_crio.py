@@ -337,6 +337,17 @@ def test_check_2_passes_on_the_running_pause_and_names_a_dropin_that_overrides_i
     assert down.status == "fail" and "does not answer" in down.actual
 
 
+def test_check_2_in_local_mode_wants_the_digest_alone_which_crio_pins(settings):
+    local = settings.model_copy(update={"sandbox_image_mode": "local"})
+    node = crio_node(local)
+    wanted = node.expect.store_name
+    assert wanted == f"10.0.0.2:5000/pause@{DIGEST}"
+    node.shown["crio status config"] = STATUS.replace(PAUSE, wanted)
+    node.shown[f"crio file {crio.DROPIN}"] = crio.dropin(wanted, crio.AUTH_FILE)
+    ok = run_check(checks.test_running_runtime_uses_the_sandbox_image, "2", node, None)
+    assert ok.status == "pass", ok.actual
+
+
 def test_check_3_passes_on_the_rewrite_and_names_a_dropin_allowing_fallback(settings):
     ok = run_check(checks.test_mirror_config_sends_pulls_to_the_local_registry_only, "3", crio_node(settings))
     assert ok.status == "pass" and ok.actual == "registry.k8s.io -> 10.0.0.2:5000/pause:3.10 only"

@@ -13,7 +13,7 @@ from pyinfra.api.state import StateOperationMeta
 from pyinfra.context import ctx_state, state
 
 from podinfra.node import pyinfra_internals
-from podinfra.node.operations import Rollout, rollout
+from podinfra.node.restart import Rollout, rollout
 
 
 def fleet(names: list[str]) -> State:

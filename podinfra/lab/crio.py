@@ -97,10 +97,17 @@ def _debs(log: Path) -> list[Path]:
     downloads = CACHE_DIR / "debs-bookworm"
     downloads.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as sink:
-        done = subprocess.run(
-            ["apt-get", "-q", "download", *DEBS], cwd=downloads, stdout=sink, stderr=subprocess.STDOUT
-        )
-    if done.returncode != 0:
+
+        def apt_get(*args: str) -> int:
+            return subprocess.run(
+                ["apt-get", "-q", *args], cwd=downloads, stdout=sink, stderr=subprocess.STDOUT
+            ).returncode
+
+        failed = apt_get("download", *DEBS)
+        if failed:  # a machine whose apt lists are missing or old knows no candidate: update them once
+            apt_get("update")
+            failed = apt_get("download", *DEBS)
+    if failed:
         raise LabError(f"apt-get download {' '.join(DEBS)} failed (see {log}): CRI-O nodes need them from Debian")
     found = [max(downloads.glob(f"{name}_*.deb"), key=lambda deb: deb.stat().st_mtime) for name in DEBS]
     return found

@@ -26,6 +26,7 @@ from podinfra.check.catalogue import PROBE_LABELS, PROBE_NAMESPACE
 from podinfra.check.cri import CRIError, Runtime
 
 UID_LABEL = "podinfra.io/probe-uid"
+BUSYBOX = "/bin/busybox"  # in the probe image (`podinfra probe-image`): static, so any image layout does
 _held: list[int] = []  # signals that arrived while held, in order
 
 
@@ -84,3 +85,11 @@ def probe_sandbox(runtime: Runtime, share_pid: bool = False) -> Iterator[str]:
         yield sandbox_id
     finally:
         runtime.remove_sandbox(sandbox_id)
+
+
+def sh(runtime: Runtime, container: str, script: str, left: float) -> str:
+    """`script`'s output in the container, given what is left of the check's budget (at least 2 s)."""
+    result = runtime.exec_sync(container, [BUSYBOX, "sh", "-c", script], timeout=max(2, round(left)))
+    if result.exit_code != 0:
+        raise AssertionError(f"`{script}` exited {result.exit_code}: {(result.stderr or result.stdout).strip()[:200]}")
+    return result.stdout

@@ -281,3 +281,29 @@ def physical(merged: RegistriesConf, reference: str) -> str:
     prefix, table, _ = found
     mirrors = [str(m.get("location", "")) for m in table.get("mirror", []) if isinstance(m, dict)]
     return (mirrors[0] if mirrors else str(table.get("location") or prefix)) + reference[len(prefix) :]
+
+
+SIGCHLD_BIT = 1 << (17 - 1)  # SIGCHLD is signal 17 on Linux; /proc's masks count from signal 1 at bit 0
+
+
+def init_reaps(look: str) -> bool:
+    r"""Whether PID 1, as ``cat /proc/1/comm; grep ^Sig /proc/1/status`` shows it, is past runc's init and
+    handles SIGCHLD (caught, as pause does; ignored, which makes the kernel reap; or blocked, for a
+    sigwait loop), so that an orphan exiting now is reaped.
+
+    >>> init_reaps("pause\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000014002\n")
+    True
+    >>> init_reaps("pause\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000000000\n")
+    False
+    >>> init_reaps("runc:[2:INIT]\nSigCgt:\t0000000000014002\n")
+    False
+    """
+    lines = look.splitlines()
+    if not lines or lines[0].startswith("runc:"):
+        return False
+    masks = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name in ("SigBlk", "SigIgn", "SigCgt"):
+            masks |= int(value.strip() or "0", 16)
+    return bool(masks & SIGCHLD_BIT)

@@ -51,7 +51,7 @@ def fleet() -> Iterator[dict[str, Any]]:
 
 def deploy(fleet: dict[str, Any], name: str, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PODINFRA_LAB": NAME, "PODINFRA_KUBERNETES_VERSION": "1.31"}
-    step = " ".join([f"deploys/{name}.py", *extra[1::2]])
+    step = " ".join([f"deploys/{name}.py", *(arg for arg in extra if "=" in arg)])
     result = timed(step, [PYINFRA, "-y", *extra, fleet["inventory"], f"deploys/{name}.py"], env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result

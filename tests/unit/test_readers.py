@@ -124,3 +124,19 @@ def test_the_daemon_probe_output_and_a_pending_restart():
     assert daemon.parse(["pid=1", "started=1000 0 100", "file=1000 /c", "--- dump"]).changed_since_start() == []
     stopped = daemon.parse(["config=/c", "file=5 /c", "--- dump"])
     assert stopped.pid is None and stopped.changed_since_start() == ["/c"]
+
+
+@pytest.mark.parametrize(
+    ("look", "ready"),
+    [
+        ("pause\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000014002\n", True),  # pause
+        ("tini\nSigBlk:\t0000000000010000\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000000000\n", True),  # sigwait
+        ("init\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000010000\nSigCgt:\t0000000000000000\n", True),  # ignored
+        ("pause\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000004002\n", False),  # not yet
+        ("runc:[2:INIT]\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000014002\n", False),
+        ("", False),
+    ],
+)
+def test_pid_1_is_ready_to_reap_once_it_handles_sigchld(look: str, ready: bool):
+    """pause installs its SIGCHLD handler after its exec: an orphan that exits before that stays a zombie."""
+    assert readers.init_reaps(look) is ready

@@ -312,11 +312,9 @@ def test_pause_holds_the_pods_namespaces(
         runtime.start_container(app)
         checkpoint()
 
-        # Few execs (each is a runc exec on the node): one reads PID 1 (its name, the signals it handles) and the
-        # addresses, again until PID 1 is pause ready to reap (RunPodSandbox returns before the sandbox's init has
-        # exec'd pause, and pause installs its SIGCHLD handler after its exec: an orphan exiting before that stays
-        # a zombie for good); one makes an orphan (its parent, a subshell, exits at once); then one a look until it
-        # is reaped.
+        # Few execs (each a runc exec on the node): one reads PID 1 (name, signals handled) and the addresses, again
+        # until PID 1 is pause ready to reap (RunPodSandbox returns before its init exec'd pause, and pause sets its
+        # SIGCHLD handler after its exec: an orphan exiting before that stays a zombie); one makes an orphan; looks.
         limit = node.expect.settings.check_probe_timeout
         look = f"{BUSYBOX} cat /proc/1/comm; {BUSYBOX} grep ^Sig /proc/1/status; {BUSYBOX} ip -o -4 addr show"
         try:

@@ -166,7 +166,7 @@ def containerd(settings: NodeData, version: str, image: str) -> bool:
     containerd_restarted(
         name="containerd runs its config (restarted in batches, rolled back if it does not come back right)",
         image=image,
-        config_path=result.config_path,
+        config_path=settings.containerd_certs_dir,
         containerd_version=version,
         config=config,
         written=written,

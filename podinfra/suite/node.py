@@ -140,17 +140,27 @@ class Node:
         except tomllib.TOMLDecodeError:
             return None
 
-    def hosts_dirs_read(self, config_path: Any) -> tuple[list[str], dict[str, str | None]]:
-        """(the directories containerd searches for hosts.toml, in order; per mirrored registry, the directory
-        it takes that registry's hosts.toml from, None when none), asking the node which candidates exist."""
-        settings = self.expect.settings
+    def config_path_problems(self, config_path: Any) -> tuple[list[str], list[str]]:
+        """(the directories containerd searches for hosts.toml, in order (an empty config_path: 2.2+'s default
+        list), why containerd does not take the mirrored registries' hosts.toml from containerd_certs_dir)."""
+        certs = self.expect.settings.containerd_certs_dir
         dirs = hazards.config_path_dirs(config_path, self.version)
-        registries = list(settings.hosts_toml)
+        several = hazards.several_dirs(dirs, self.version)
+        if certs not in dirs or several:
+            return dirs, [several or f"config_path = {config_path!r}: containerd does not read {certs}"]
+        # 1.x and 2.0 search the list: the first directory holding the registry's (or _default) wins
+        registries = list(self.expect.settings.hosts_toml)
         candidates = [c for root in dirs for r in registries for c in hazards.host_dir_candidates(root, r)]
         loop = 'for p in %s; do [ -d "$p" ] && echo "$p"; done; true'
         listed = self.once(loop % " ".join(["%s"] * len(candidates)), *candidates)
         exists = dict.fromkeys(listed.stdout.splitlines(), True)
-        return dirs, {r: hazards.hosts_dir_used(dirs, r, exists) for r in registries}
+        used = {r: hazards.hosts_dir_used(dirs, r, exists) for r in registries}
+        return dirs, [
+            f"containerd takes {r}'s hosts.toml from {where}, not {certs} (config_path {':'.join(dirs)!r} is "
+            "searched in order)"
+            for r, where in used.items()
+            if where not in (None, f"{certs}/{r}")
+        ]
 
     def sha256(self, path: str) -> str | None:
         """The sha256 of a file on the node, or None where it does not exist."""

@@ -14,9 +14,8 @@ import pytest
 from podinfra import versions
 from podinfra.check.catalogue import CheckResult
 from podinfra.check.cri import CRIError
-from podinfra.node.containerd import ctr
+from podinfra.node.containerd import ctr, hazards
 from podinfra.node.containerd.config import stale_keys
-from podinfra.node.containerd.hazards import sandbox_image as sandbox_hazard
 from podinfra.node.containerd.shape import runtime_shape
 from podinfra.node.runtime_files import kubelet_pause_flag
 from podinfra.suite import crio_checks, probes, readers, waits
@@ -91,7 +90,9 @@ def test_running_runtime_uses_the_sandbox_image(node: Node, cri: CRI, record: Ch
     if image != expect.sandbox_image:
         problems.append(f"{path} = {image!r}")
     problems += [
-        h for h in (node.docker_package_config(), isinstance(image, str) and sandbox_hazard(node.version, image)) if h
+        h
+        for h in (node.docker_package_config(), isinstance(image, str) and hazards.sandbox_image(node.version, image))
+        if h
     ]
     stale = stale_keys(node.config_text())
     if stale:
@@ -119,18 +120,11 @@ def test_mirror_config_sends_pulls_to_the_local_registry_only(node: Node, record
     shape = runtime_shape(node.version)
     certs = settings.containerd_certs_dir
     record.expected = (
-        f"{dotted(shape.config_path_path)} searching {certs!r} first; hosts.toml for {', '.join(paths)} "
+        f"{dotted(shape.config_path_path)} = {certs!r}; hosts.toml for {', '.join(paths)} "
         f"with `server` and every host at {settings.local_registry}" + (", its CA on the node" if settings.ca else "")
     )
-    problems = []
     _, config_path = node.daemon.effective(shape)
-    dirs, used = node.hosts_dirs_read(config_path)
-    if certs not in dirs:
-        problems.append(f"config_path = {config_path!r}: containerd does not read {certs}")
-    for upstream, where in used.items():  # the first directory holding the registry's (or _default) wins
-        if certs in dirs and where not in (None, f"{certs}/{upstream}"):
-            problems.append(f"containerd takes {upstream}'s hosts.toml from {where}, not {certs} (config_path "
-                            f"{':'.join(dirs)!r} searches in order)")  # fmt: skip
+    dirs, problems = node.config_path_problems(config_path)
     texts = {u: node.read(path) for u, path in paths.items()}
     node_ca = {ca: node.sha256(ca) for ca in readers.cas_named([text for text in texts.values() if text])}
     ca_digest = hashlib.sha256(settings.ca.read_bytes()).hexdigest() if settings.ca else None

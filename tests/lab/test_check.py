@@ -1,4 +1,4 @@
-"""`podinfra check` on the lab's real containerd 1.6, 1.7 and 2.1 nodes: every check passes after the
+"""`podinfra check` on the lab's real containerd nodes (1.6, 1.7, 2.1, 2.2, 2.3): every check passes after the
 deploys (1.6.20's pins are the one stated exception); each drift fails exactly its node and its
 check; an interrupted check, at any moment, leaves no probe sandbox behind.
 

@@ -1,4 +1,4 @@
-"""Faults on the lab's containerd 1.6, 1.7 and 2.1 nodes: a node down, containerd refusing its config
+"""Faults on the lab's containerd nodes (1.6 to 2.3): a node down, containerd refusing its config
 mid-rollout, a killed deploy, a daemon running an older config than its files, a node's credential
 used to push, one-line errors, and secrets kept out of what operators see."""
 
@@ -110,7 +110,8 @@ def test_no_further_batches_once_more_nodes_failed_than_allowed(baseline, ssh_co
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert output.count("previous config restored") == 1, output[-4000:]
-    assert output.count("rollout stopped after 1 failed node(s) in earlier batches (max_failed_nodes=0)") == 2
+    stopped = "rollout stopped after 1 failed node(s) in earlier batches (max_failed_nodes=0)"
+    assert output.count(stopped) == len(NODES) - 1
     for node in NODES:
         assert sandbox_image(ssh_config, node) == "registry.k8s.io/pause:3.10"
         on_disk = ssh(ssh_config, node, "cat /etc/containerd/config.toml").stdout

@@ -1,6 +1,7 @@
 """The version frontier on the lab's real nodes: `podinfra check --upgrade-to 1.37` on a fleet at Kubernetes
 1.35, before and after 3.10.2 is mirrored and the nodes are deployed at 1.37; a minor past the catalogue
-with `pause_tag`; several config_path directories, written and checked where containerd looks.
+with `pause_tag`; several config_path directories (containerd 2.2's own default), which containerd 2.1+'s
+CRI pulls read as one directory, named by check 3 and replaced by the deploy.
 
 The 1.x nodes are named by their line; the 2.x nodes pass and their daemons run pause 3.10.2.
 """
@@ -14,6 +15,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from podinfra.check.cri import CRIError, Runtime, forwarded_socket
 
 from .conftest import LAB, LINES, NODES, PODINFRA, changes, pyinfra, reset_nodes, sandbox_image, ssh
 
@@ -50,7 +53,12 @@ def at_1_35(lab, ssh_config):
     ok(pyinfra(lab, "registry", "1.35"))
     ok(pyinfra(lab, "mirror", "1.35"))
     ok(pyinfra(lab, "node", "1.35"))
-    return lab
+    yield lab
+    # Later modules start from a registry without 3.10.2 (they mirror it themselves, or prove it is missing).
+    ssh(ssh_config, "registry", f"rm -rf {TAGS}/3.10.2")
+
+
+TAGS = "/var/lib/docker-registry/docker/registry/v2/repositories/pause/_manifests/tags"
 
 
 def test_upgrade_to_1_37_names_the_missing_pause_and_the_1x_lines_then_passes_on_2x(at_1_35, ssh_config, tmp_path):
@@ -110,28 +118,37 @@ def test_a_minor_past_the_catalogue_is_refused_naming_pause_tag_and_runs_with_it
     assert missing.returncode != 0 and "pause:3.99 is not in the registry" in missing.stdout + missing.stderr
 
 
-def test_several_config_path_directories_are_written_and_checked_where_containerd_looks(at_1_35, ssh_config, tmp_path):
-    node = NEW[0]
+def cri_pull(ssh_config, node: str, image: str) -> str:
+    """The CRI's own pull of `image` on `node` (the transfer service on 2.1+): '' when it succeeds, else why not."""
+    with forwarded_socket(ssh_config, node) as target:
+        try:
+            Runtime(target).pull(image)
+        except CRIError as e:
+            return str(e)
+    return ""
+
+
+def test_several_config_path_directories_leave_the_cri_without_hosts_toml_until_the_deploy(
+    at_1_35, ssh_config, tmp_path
+):
+    # containerd 2.2's own default for an empty config_path lists two directories; elsewhere the file says so.
+    node = next((n for n, line in LINES.items() if line == "2.2"), NEW[0])
     ok(pyinfra(at_1_35, "node", "1.35", "--limit", node))
-    # The operator's list puts Docker's directory first, and it holds a hosts.toml for registry.k8s.io
-    # that sends pulls upstream: containerd would take that one, not podinfra's.
-    ssh(ssh_config, node,
-        "mkdir -p /etc/docker/certs.d/registry.k8s.io && printf 'server = \"https://registry.k8s.io\"\\n' "
-        "> /etc/docker/certs.d/registry.k8s.io/hosts.toml && sed -i "
-        "\"s|config_path = .*|config_path = '/etc/docker/certs.d:/etc/containerd/certs.d'|\" "
-        "/etc/containerd/config.toml && systemctl restart containerd")  # fmt: skip
+    two = "/etc/containerd/certs.d:/etc/docker/certs.d"
+    edit = "/config_path = /d" if LINES[node] == "2.2" else f"s|config_path = .*|config_path = '{two}'|"
+    ssh(ssh_config, node, f'sed -i "{edit}" /etc/containerd/config.toml && systemctl restart containerd')
     code, results, _ = check(at_1_35, tmp_path, "1.35", "--limit", node)
-    assert code == 1
-    assert results[node]["3"]["status"] == "FAIL"
+    assert code == 1 and results[node]["3"]["status"] == "FAIL"
+    assert f"reads config_path as one directory: '{two}' names none" in results[node]["3"]["actual_value"]
+    # What that means: hosts.toml sits in the first directory, and yet the CRI's pull goes to registry.k8s.io.
     assert (
-        "containerd takes registry.k8s.io's hosts.toml from /etc/docker/certs.d/registry.k8s.io, not "
-        "/etc/containerd/certs.d" in results[node]["3"]["actual_value"]
+        ssh(ssh_config, node, "test -f /etc/containerd/certs.d/registry.k8s.io/hosts.toml", check=False).returncode == 0
     )
-    ok(pyinfra(at_1_35, "node", "1.35", "--limit", node))
-    dump = ssh(ssh_config, node, "containerd config dump").stdout
-    assert "config_path = '/etc/containerd/certs.d:/etc/docker/certs.d'" in dump
+    assert "registry.k8s.io" in cri_pull(ssh_config, node, "registry.k8s.io/pause:3.10.1")
+    deployed = ok(pyinfra(at_1_35, "node", "1.35", "--limit", node))
+    assert f"config_path listed {two}" in deployed.stderr
+    assert "config_path = '/etc/containerd/certs.d'" in ssh(ssh_config, node, "containerd config dump").stdout
+    assert cri_pull(ssh_config, node, "registry.k8s.io/pause:3.10.1") == ""  # through the local registry
     code, results, _ = check(at_1_35, tmp_path, "1.35", "--limit", node)
-    assert results[node]["3"]["status"] == "PASS", results[node]["3"]
     assert code == 0, {i: r for i, r in results[node].items() if r["status"] == "FAIL"}
     assert changes(ok(pyinfra(at_1_35, "node", "1.35", "--limit", node, "--json"))) == []
-    ssh(ssh_config, node, "rm -rf /etc/docker/certs.d")

@@ -1,4 +1,5 @@
-"""deploys/node.py on the lab's real containerd 1.6, 1.7 and 2.1 nodes: config, mirror, pinning, restarts."""
+"""deploys/node.py on the lab's real containerd nodes, one per line (1.6, 1.7, 2.1, 2.2, 2.3): config, mirror,
+pinning, restarts."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.lab
-CONTAINERD = {"1.6": "1.6.20", "1.7": "1.7.24", "2.1": "2.1.9"}
+CONTAINERD = {"1.6": "1.6.20", "1.7": "1.7.24", "2.1": "2.1.9", "2.2": "2.2.7", "2.3": "2.3.4"}
 
 
 def deploy(lab, name: str, version: str, *extra: str) -> subprocess.CompletedProcess[str]:

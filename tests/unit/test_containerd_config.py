@@ -15,7 +15,6 @@ import pytest
 
 from podinfra.errors import ConfigError
 from podinfra.node.containerd.config import edit, stale_keys
-from podinfra.node.containerd.hazards import config_path_value
 from podinfra.node.containerd.shape import runtime_shape, version_from_output
 from tests.unit.containerd_files import (
     CERTS,
@@ -80,7 +79,7 @@ def test_render_from_nothing_holds_only_the_two_keys(containerd, config_version,
     text = edit(None, containerd, IMAGE).text
     expected: dict[str, Any] = {"version": config_version}
     put(expected, sandbox, IMAGE)
-    put(expected, config_path, config_path_value("", containerd, CERTS))
+    put(expected, config_path, CERTS)
     assert tomllib.loads(text) == expected
     assert "{" not in text, "tables are written as [table] headers"
     assert edit(" \n", containerd, IMAGE).text == text
@@ -93,7 +92,7 @@ def test_operator_file_keeps_everything_but_the_two_keys(containerd, _, sandbox,
     text = edit(operator, containerd, IMAGE).text
     expected = copy.deepcopy(tomllib.loads(operator))
     put(expected, sandbox, IMAGE)
-    put(expected, config_path, config_path_value("", containerd, CERTS))
+    put(expected, config_path, CERTS)
     parsed = tomllib.loads(text)
     assert parsed == expected
     runtime = "io.containerd.grpc.v1.cri" if sandbox == V2_SANDBOX else "io.containerd.cri.v1.runtime"
@@ -115,10 +114,8 @@ def test_edit_is_idempotent(containerd, _, sandbox, config_path, operator):
     assert edit(once, containerd, IMAGE).text == once
     other = edit(once, containerd, "10.213.0.2:5000/pause:3.10.1", "/etc/podinfra/certs.d").text
     assert at(tomllib.loads(other), sandbox) == "10.213.0.2:5000/pause:3.10.1"
-    # searched first (2.2+ keep the directories containerd searched before after it)
-    assert at(tomllib.loads(other), config_path).split(":")[0] == "/etc/podinfra/certs.d"
-    back = edit(other, containerd, IMAGE).text
-    assert back == once or at(tomllib.loads(back), config_path).startswith(f"{CERTS}:/etc/podinfra/certs.d:")
+    assert at(tomllib.loads(other), config_path) == "/etc/podinfra/certs.d"
+    assert edit(other, containerd, IMAGE).text == once
 
 
 def test_missing_tables_are_created_as_headers_in_the_file_style():
@@ -228,12 +225,12 @@ def test_stale_1x_keys_in_a_version_3_file_are_listed_and_removed(containerd):
     result = edit(STALE_V3, containerd, IMAGE)
     parsed = tomllib.loads(result.text)
     assert parsed["plugins"]["io.containerd.grpc.v1.cri"] == {"stream_server_address": "127.0.0.1"}
-    assert (at(parsed, V3_SANDBOX), at(parsed, V3_CONFIG_PATH)) == (IMAGE, config_path_value("", containerd, CERTS))
+    assert (at(parsed, V3_SANDBOX), at(parsed, V3_CONFIG_PATH)) == (IMAGE, CERTS)
     assert "mirror.example" not in result.text and "pause:3.8" not in result.text
     assert list(result.removed) == stale_keys(STALE_V3)
     assert "2.3 copies them over the images plugin" in result.notes[0]
     assert stale_keys(result.text) == []
-    assert edit(result.text, containerd, IMAGE) == type(result)(result.text, result.config_path)
+    assert edit(result.text, containerd, IMAGE) == type(result)(result.text)
 
 
 def test_every_1x_registry_key_in_a_version_3_file_goes():

@@ -68,20 +68,32 @@ def test_containerd_takes_the_first_directory_with_the_registrys_or_default():
     assert hazards.hosts_dir_used(dirs, "registry.k8s.io", {}) is None
 
 
-def test_the_edit_writes_podinfras_directory_alone_and_names_the_ones_no_longer_searched():
-    """A list in config_path sent the real 2.2.7's CRI pulls (through the transfer service) upstream."""
-    fresh = edit("version = 3\n", "2.2.7", "registry.k8s.io/pause:3.10.1")
-    assert fresh.config_path == "/etc/containerd/certs.d"
+@pytest.mark.parametrize(("release", "named"), [("2.1.0", True), ("2.2.7", True), ("2.3.4", True), ("2.0.4", False)])
+def test_several_directories_leave_the_cri_of_2_1_on_with_no_hosts_toml(release, named):
+    dirs = ["/etc/containerd/certs.d", "/etc/docker/certs.d"]
+    found = hazards.several_dirs(dirs, release)
+    assert bool(found) is named
+    if found:
+        assert "transfer service, which reads config_path as one directory" in found
+        assert "the CRI's pulls read no hosts.toml and go to each registry itself" in found
+    assert hazards.several_dirs(dirs[:1], release) is None
+    assert hazards.several_dirs(dirs, "1.7.24") is None  # 1.x searches the list
+
+
+def test_the_edit_writes_one_directory_and_says_which_it_no_longer_reads():
+    fresh = edit("version = 3\n", "2.2.7", "registry.k8s.io/pause:3.10.1")  # empty: 2.2's two-directory default
     assert "config_path = '/etc/containerd/certs.d'" in fresh.text.replace('"', "'")
-    assert any("no longer reads hosts.toml under /etc/docker/certs.d" in note for note in fresh.notes)
+    assert any("config_path listed /etc/containerd/certs.d:/etc/docker/certs.d" in note for note in fresh.notes)
+    assert any("a hosts.toml kept in /etc/docker/certs.d is no longer read" in note for note in fresh.notes)
     again = edit(fresh.text, "2.2.7", "registry.k8s.io/pause:3.10.1")
     assert (again.text, again.notes) == (fresh.text, ())
     listed = (
         'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\nconfig_path = "/b:/etc/containerd/certs.d"\n'
     )
-    assert edit(listed, "2.3.4", "registry.k8s.io/pause:3.10.2").config_path == "/etc/containerd/certs.d"
-    assert edit(None, "2.3.4", "registry.k8s.io/pause:3.10.2").config_path == "/etc/containerd/certs.d"
-    assert edit("version = 3\n", "2.1.9", "registry.k8s.io/pause:3.10").config_path == "/etc/containerd/certs.d"
+    assert "config_path = '/etc/containerd/certs.d'" in edit(listed, "2.3.4", "x.io/pause:3.10.2").text.replace(
+        '"', "'"
+    )
+    assert edit("version = 3\n", "2.1.9", "registry.k8s.io/pause:3.10").notes == ()
 
 
 @pytest.mark.parametrize("release", ["1.6.20", "1.7.24", "2.1.9", "2.3.4"])
@@ -95,27 +107,26 @@ def test_dockers_containerd_io_file_is_named_with_its_fix(release):
     assert hazards.docker_package_config({"version": 2, "disabled_plugins": ["cri"]}) is None
 
 
-def _node(tmp_path: Path, config_path: str) -> tuple[Node, dict[str, str | None]]:
+def _node(tmp_path: Path, config_path: str, version: str) -> list[str]:
     settings = NodeData.model_validate(
         {"kubernetes_version": "1.35", "local_registry": "10.0.0.2:5000", "registry_ca": "system"}
     ).model_copy(update={"containerd_certs_dir": str(tmp_path / "containerd")})
-    node = Node(
-        "n1",
-        testinfra.get_host("local://"),
-        catalogue.expectations(settings, ask_registry=False),
-        "containerd",
-        "2.2.7",
-        None,
-        "localhost",
-    )
-    return node, node.hosts_dirs_read(config_path)[1]
+    expect = catalogue.expectations(settings, ask_registry=False)
+    node = Node("n1", testinfra.get_host("local://"), expect, "containerd", version, None, "localhost")
+    return node.config_path_problems(config_path)[1]
 
 
 def test_the_check_reads_the_directory_containerd_takes(tmp_path: Path):
-    (tmp_path / "containerd" / "registry.k8s.io").mkdir(parents=True)
+    for registry in ("registry.k8s.io", "10.0.0.2:5000"):  # podinfra's hosts.toml directories
+        (tmp_path / "containerd" / registry).mkdir(parents=True)
     (tmp_path / "docker" / "_default").mkdir(parents=True)
     mine, docker = tmp_path / "containerd", tmp_path / "docker"
-    _, used = _node(tmp_path, f"{mine}:{docker}")
-    assert used == {"registry.k8s.io": f"{mine}/registry.k8s.io", "10.0.0.2:5000": f"{docker}/_default"}
-    _, used = _node(tmp_path, f"{docker}:{mine}")  # docker's _default comes first: it wins for every registry
-    assert used == {"registry.k8s.io": f"{docker}/_default", "10.0.0.2:5000": f"{docker}/_default"}
+    assert _node(tmp_path, f"{mine}:{docker}", "1.7.24") == []  # searched in order: podinfra's first
+    assert _node(tmp_path, f"{docker}:{mine}", "1.7.24") == [  # docker's _default comes first: it wins
+        f"containerd takes {r}'s hosts.toml from {docker}/_default, not {mine} (config_path "
+        f"'{docker}:{mine}' is searched in order)"
+        for r in ("registry.k8s.io", "10.0.0.2:5000")
+    ]
+    assert "reads config_path as one directory" in _node(tmp_path, f"{mine}:{docker}", "2.2.7")[0]
+    assert _node(tmp_path, str(mine), "2.2.7") == []
+    assert _node(tmp_path, "", "2.1.9") == [f"config_path = '': containerd does not read {mine}"]

@@ -42,10 +42,9 @@ _CRI_PLUGIN_IDS = ("cri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.ima
 
 @dataclass(frozen=True)
 class Edit:
-    """The edited text, the config_path it holds, the 1.x keys it removed, and notes for the operator."""
+    """The edited text, the 1.x keys it removed, and notes for the operator (one line each)."""
 
     text: str
-    config_path: str
     removed: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
@@ -70,9 +69,8 @@ def edit(
     if hazard:
         raise ConfigError(hazard)
     if existing is None or not existing.strip():
-        searched = hazards.config_path_value("", containerd_version, config_path)
-        text = render("containerd/config.toml.j2", shape=runtime, image=sandbox_image, config_path=searched)
-        return Edit(text, searched)
+        text = render("containerd/config.toml.j2", shape=runtime, image=sandbox_image, config_path=config_path)
+        return Edit(text)
     doc = _parse_toml(existing)
     unedited = doc.as_string()  # tomlkit's rendering before any change: the edit's diff is taken against it
     docker = hazards.docker_package_config(doc)
@@ -99,20 +97,19 @@ def edit(
         header="  " if re.search(r"^[ \t]+\[", existing, re.MULTILINE) else "",
         key="  " if re.search(r"^[ \t]+[\w\"']", existing, re.MULTILINE) else "",
     )
-    current = lookup(doc, shape.config_path_path)
-    searched = hazards.config_path_value(current, containerd_version, config_path)
-    others = [d for d in hazards.config_path_dirs(current, containerd_version) if d != searched]
-    if others:
+    searched = hazards.config_path_dirs(lookup(doc, shape.config_path_path), containerd_version)
+    if len(searched) > 1:
+        others = ", ".join(d for d in searched if d != config_path)
         notes.append(
-            f"config_path = {searched!r} in place of {current or 'the default'!s}: containerd "
-            f"{containerd_version} no longer reads hosts.toml under {', '.join(others)} (the transfer service "
-            f"that pulls for the CRI from 2.2 reads one directory): move any there into {config_path}"
+            f"config_path listed {':'.join(searched)} (set, or containerd's own default for an empty one): set to "
+            f"{config_path} alone, since containerd 2.1+ pulls for the CRI through its transfer service, which reads "
+            f"config_path as one directory; a hosts.toml kept in {others} is no longer read: move it there"
         )
     _set(doc, shape.sandbox_path, sandbox_image, style)
-    _set(doc, shape.config_path_path, searched, style)
+    _set(doc, shape.config_path_path, config_path, style)
     text = _keep_untouched_lines(existing, unedited, doc.as_string())
-    _verify(text, {shape.sandbox_path: sandbox_image, shape.config_path_path: searched})
-    return Edit(text, searched, tuple(removed), tuple(notes))
+    _verify(text, {shape.sandbox_path: sandbox_image, shape.config_path_path: config_path})
+    return Edit(text, tuple(removed), tuple(notes))
 
 
 def stale_keys(text: str) -> list[str]:

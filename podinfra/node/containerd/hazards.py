@@ -13,8 +13,11 @@ From containerd's git at its release tags:
 - From 2.2.0, on Linux, an empty ``config_path`` with no ``mirrors`` means
   ``/etc/containerd/certs.d:/etc/docker/certs.d`` (containerd#12636; 2.2.2 moved the default out of
   ``containerd config default`` into the images plugin's start, so ``config dump`` shows "" there).
-  containerd searches the directories in order and takes, per registry, the first that has the
-  registry's directory or ``_default`` (docs/hosts.md; ``hostDirFromRoots``).
+  1.x and 2.0 search such a list in order and take, per registry, the first directory that has the
+  registry's directory or ``_default`` (docs/hosts.md; ``hostDirFromRoots``). But from 2.1.0 the
+  CRI pulls through the transfer service, which takes ``config_path`` as one directory
+  (``registry.WithHostDir``; ``HostDirFromRoot`` of the whole string): with several, the CRI's
+  pulls read no hosts.toml at all and go to the registry itself (seen on 2.2.7 and 2.3.4 here).
 - Docker's ``containerd.io`` package installs a file with no ``version`` and
   ``disabled_plugins = ["cri"]``: the node has no CRI at all.
 
@@ -22,6 +25,9 @@ From containerd's git at its release tags:
 'containerd 2.3.1 cannot start a sandbox from 10.0.0.2'
 >>> config_path_dirs("", "2.2.7")
 ['/etc/containerd/certs.d', '/etc/docker/certs.d']
+>>> several_dirs(["/etc/containerd/certs.d", "/etc/docker/certs.d"], "2.3.4").split(":")[0]
+'containerd 2.3.4 pulls for the CRI through its transfer service, which reads config_path as one directory'
+
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ BROKEN_FROM = (2, 3, 0)
 # containerd's own default config_path on Linux from 2.2.0, when the config names none and no mirrors.
 DEFAULT_CONFIG_PATH_FROM = (2, 2, 0)
 DEFAULT_CONFIG_PATH = "/etc/containerd/certs.d:/etc/docker/certs.d"
+# From 2.1.0 the CRI pulls through the transfer service, which reads config_path as one directory.
+TRANSFER_PULL_FROM = (2, 1, 0)
 _CRI = ("cri", "io.containerd.grpc.v1.cri")
 
 
@@ -76,22 +84,16 @@ def config_path_dirs(config_path: Any, containerd_version: str) -> list[str]:
     return [part for part in text.split(":") if part]
 
 
-def config_path_value(current: Any, containerd_version: str, certs_dir: str) -> str:
-    """The config_path podinfra writes: `certs_dir` alone, whatever containerd searched before.
-
-    A list would be searched in order by the CRI's own pulls (``hostDirFromRoots``), but from 2.2 on the CRI
-    pulls through the transfer service by default (``use_local_image_pull = false``), which took a
-    two-directory config_path as one directory that does not exist: on the real 2.2.7 binary, with
-    ``/etc/containerd/certs.d:/etc/docker/certs.d``, a CRI pull of a mirrored registry.k8s.io image went to
-    registry.k8s.io itself (and, with ``certs_dir`` alone, to the mirror). Other registries' hosts.toml go
-    under `certs_dir` too.
-
-    >>> config_path_value("", "2.1.9", "/etc/containerd/certs.d")
-    '/etc/containerd/certs.d'
-    >>> config_path_value("/etc/docker/certs.d:/etc/containerd/certs.d", "2.3.4", "/etc/containerd/certs.d")
-    '/etc/containerd/certs.d'
-    """
-    return certs_dir
+def several_dirs(dirs: list[str], containerd_version: str) -> str | None:
+    """Why a config_path of several directories leaves this containerd's CRI pulls with no hosts.toml; None
+    for one directory, or where the CRI searches the list (1.x, 2.0)."""
+    if len(dirs) < 2 or versions.release(containerd_version) < TRANSFER_PULL_FROM:
+        return None
+    return (
+        f"containerd {containerd_version} pulls for the CRI through its transfer service, which reads config_path "
+        f"as one directory: {':'.join(dirs)!r} names none, so the CRI's pulls read no hosts.toml and go to each "
+        "registry itself; set config_path to one directory (deploys/node.py sets containerd_certs_dir)"
+    )
 
 
 def host_dir_candidates(root: str, registry: str) -> list[str]:

@@ -82,7 +82,8 @@ def test_every_check_passes_on_every_line_after_the_deploys(fleet, tmp_path):
     rc, report, out = run_check(fleet, tmp_path, "--junit", str(junit))
     assert rc == 0, out
     assert statuses(report) == EXPECTED, out
-    assert report["Totals"] == {"total_pass": 23, "total_fail": 0, "total_warn": 1, "total_info": 3}
+    expected = [status for node in EXPECTED.values() for status in node.values()]
+    assert report["Totals"] == {f"total_{s.lower()}": expected.count(s) for s in ("PASS", "FAIL", "WARN", "INFO")}
     assert (
         "only running sandboxes keep pause from the kubelet's image GC" in result(report, "node1", "5")["actual_value"]
     )

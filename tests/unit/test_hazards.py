@@ -112,7 +112,17 @@ def _node(tmp_path: Path, config_path: str, version: str) -> list[str]:
         {"kubernetes_version": "1.35", "local_registry": "10.0.0.2:5000", "registry_ca": "system"}
     ).model_copy(update={"containerd_certs_dir": str(tmp_path / "containerd")})
     expect = catalogue.expectations(settings, ask_registry=False)
-    node = Node("n1", testinfra.get_host("local://"), expect, "containerd", version, None, "localhost")
+    node = Node(
+        "n1",
+        testinfra.get_host("local://"),
+        expect,
+        "containerd",
+        version,
+        "/run/containerd/containerd.sock",
+        "test",
+        None,
+        "localhost",
+    )
     return node.config_path_problems(config_path)[1]
 
 

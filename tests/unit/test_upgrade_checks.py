@@ -28,7 +28,10 @@ def node(version: str, target: str, digest: str | None = DIGEST, flags: str = ""
     source = "local registry 10.0.0.2:5000" if digest else f"10.0.0.2:5000/pause:{tag} is not in the registry"
     expect = catalogue.Expectations(**{**expect.__dict__, "upgrade": catalogue.Upgrade(target, tag, digest, source)})
     shown = {"daemon": "pid=1\nconfig=/c.toml\n--- dump\nversion = 3\n", f"file {FLAGS}": flags}
-    return Node("n1", testinfra.get_host("local://"), expect, "containerd", version, None, "localhost", shown)
+    socket = "/run/containerd/containerd.sock"
+    return Node(
+        "n1", testinfra.get_host("local://"), expect, "containerd", version, socket, "test", None, "localhost", shown
+    )
 
 
 def run(check, found: Node) -> catalogue.CheckResult:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from podinfra.errors import ConfigError
-from podinfra.images.reference import ReferenceError, parse, split_registry
-from podinfra.render import CONTROL, render
+from podinfra.images.reference import ReferenceError, parse
+from podinfra.node.runtime_files import check_text, registry_parts
+from podinfra.render import render
 
 CONFIG = "/etc/crio/crio.conf"
 DROPIN_DIR = "/etc/crio/crio.conf.d"
@@ -74,7 +75,7 @@ def dropin(pause_image: str, auth_file: str | None) -> str:
     except ReferenceError as error:
         raise ConfigError(str(error)) from error
     if auth_file is not None:
-        _check_text(auth_file, "auth_file")
+        check_text(auth_file, "auth_file")
     return render("crio/90-podinfra.conf.j2", pause_image=pause_image, auth_file=auth_file)
 
 
@@ -86,8 +87,8 @@ def registries_conf(upstreams: Sequence[str], location: str) -> str:
     True
     """
     for upstream in upstreams:
-        _registry(upstream, "upstream")
-    _registry(location, "location")
+        registry_parts(upstream, "upstream")
+    registry_parts(location, "location")
     return render(
         "crio/90-podinfra-registries.conf.j2",
         upstreams=[u.strip("/") for u in upstreams],
@@ -102,7 +103,7 @@ def auth_json(registry: str, user: str, password: str) -> str:
     >>> json.loads(auth_json("10.0.0.2:5000", "pull", "pw"))["auths"]["10.0.0.2:5000"]["auth"]
     'cHVsbDpwdw=='
     """
-    _registry(registry, "registry")
+    registry_parts(registry, "registry")
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return json.dumps({"auths": {registry: {"auth": token}}}, indent=2) + "\n"
 
@@ -223,15 +224,3 @@ def running_config(text: str) -> dict[str, Any] | None:
     except tomllib.TOMLDecodeError:
         return None
     return image if isinstance(image, dict) else None
-
-
-def _check_text(value: str, what: str) -> None:
-    if not value or value != value.strip() or CONTROL.search(value):
-        raise ConfigError(f"{what} {value!r} must be non-empty, on one line, without surrounding spaces")
-
-
-def _registry(text: str, what: str) -> tuple[str, str]:
-    try:
-        return split_registry(text.strip("/"))
-    except ReferenceError as error:
-        raise ConfigError(f"{what}: {error}") from error

@@ -22,7 +22,7 @@ from podinfra.render import CONTROL, render
 _KUBELET_ARGS = re.compile(r"^(?P<head>\s*(?:export\s+)?KUBELET_KUBEADM_ARGS=)(?P<value>.*?)(?P<tail>\s*)$")
 _PAUSE_FLAG = "pod-infra-container-image"
 
-__all__ = ["check_image", "hosts_toml", "kubelet_flags"]
+__all__ = ["check_image", "check_text", "hosts_toml", "kubelet_flags", "registry_parts"]
 
 
 def hosts_toml(
@@ -41,7 +41,7 @@ def hosts_toml(
     >>> print(hosts_toml("registry.k8s.io", "https://10.0.0.2:5000", None).splitlines()[1])
     server = "https://10.0.0.2:5000"
     """
-    host, prefix = _registry(upstream, "upstream")
+    host, prefix = registry_parts(upstream, "upstream")
     if prefix:
         raise ConfigError(f"upstream {upstream!r}: give the registry host[:port] only; hosts.toml is per registry")
     url = _mirror_url(mirror)
@@ -53,11 +53,11 @@ def hosts_toml(
             raise ConfigError(f"override_path {override_path!r}: give the mirror's API root path, e.g. /v2/mirror")
         url += root
     if ca_file is not None:
-        _check_text(ca_file, "ca_file")
+        check_text(ca_file, "ca_file")
         if url.startswith("http://"):
             raise ConfigError(f"ca_file given for plain-HTTP mirror {mirror!r}: use an https:// mirror or drop ca_file")
     if authorization is not None:
-        _check_text(authorization, "authorization")
+        check_text(authorization, "authorization")
     return render(
         "containerd/hosts.toml.j2",
         upstream=host,
@@ -178,12 +178,12 @@ def check_image(image: str) -> None:
         raise ConfigError(str(error)) from error
 
 
-def _check_text(value: str, what: str) -> None:
+def check_text(value: str, what: str) -> None:
     if not value or value != value.strip() or CONTROL.search(value):
         raise ConfigError(f"{what} {value!r} must be non-empty, on one line, without surrounding spaces")
 
 
-def _registry(text: str, what: str) -> tuple[str, str]:
+def registry_parts(text: str, what: str) -> tuple[str, str]:
     try:
         return split_registry(text.strip("/"))
     except ReferenceError as error:
@@ -194,7 +194,7 @@ def _mirror_url(mirror: str) -> str:
     parts = urlsplit(mirror)
     if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment or "@" in mirror:
         raise ConfigError(f"mirror {mirror!r}: give an https:// or http:// URL, e.g. https://10.0.0.2:5000")
-    _registry(parts.netloc, "mirror")
+    registry_parts(parts.netloc, "mirror")
     path = parts.path.rstrip("/")
     if path and (" " in path or CONTROL.search(path)):
         raise ConfigError(f"mirror {mirror!r}: the path must be plain, e.g. https://10.0.0.2:5000/mirror")

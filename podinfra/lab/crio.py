@@ -48,6 +48,8 @@ rm -rf /etc/crio /etc/podinfra /var/lib/kubelet/kubeadm-flags.env
 find /etc/containers -mindepth 1 -maxdepth 1 ! -name policy.json -exec rm -rf {{}} +
 mkdir -p {os.path.dirname(DROPIN)}
 cat > {DROPIN}
+# tests restart the runtime often (rollbacks, refusals): systemd's start limit must not refuse the reset's start
+systemctl reset-failed crio 2>/dev/null || true
 systemctl restart crio
 for _ in $(seq 1 30); do test -S /var/run/crio/crio.sock && break; sleep 0.5; done
 """

@@ -70,17 +70,19 @@ def changes(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 def leftovers(root: str, bridge: str) -> list[str]:
-    """Everything a lab can leave behind: processes, mounts, the bridge, its tree."""
+    """Everything a lab can leave behind: processes, mounts, the bridge, its tree. Paths are matched below
+    `root/`, so another lab whose name `root`'s starts (citest, citestcrio) is not taken for this one."""
+    below = root.rstrip("/") + "/"
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if root.encode() in proc.joinpath("cmdline").read_bytes() + proc.joinpath("mountinfo").read_bytes():
+                if below.encode() in proc.joinpath("cmdline").read_bytes() + proc.joinpath("mountinfo").read_bytes():
                     found.append(f"process {proc.name}")
             except OSError:
                 pass
     found += [
-        f"mount {line.split()[4]}" for line in Path("/proc/self/mountinfo").read_text().splitlines() if root in line
+        f"mount {line.split()[4]}" for line in Path("/proc/self/mountinfo").read_text().splitlines() if below in line
     ]
     if Path(f"/sys/class/net/{bridge}").exists():
         found.append(f"bridge {bridge}")

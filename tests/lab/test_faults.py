@@ -23,6 +23,7 @@ from .conftest import (
     HEAL,
     LAB,
     LAB_ARGS,
+    LINES,
     NODES,
     REFUSE,
     REGISTRY,
@@ -87,12 +88,13 @@ def results(doc: dict, node: str) -> dict[str, dict]:
 
 def test_a_failure_in_a_batch_leaves_the_other_nodes_of_that_batch_configured(baseline, ssh_config):
     ssh(ssh_config, "node1", REFUSE)
-    # Only the three nodes are active, so pyinfra's one batch of 3 holds them all.
-    result = pyinfra(baseline, "node", "1.34", "--data", "restart_batch=3", *[f"--limit={n}" for n in NODES])
+    # Only the nodes are active, so pyinfra's one batch of as many holds them all.
+    batch = f"restart_batch={len(NODES)}"
+    result = pyinfra(baseline, "node", "1.34", "--data", batch, *[f"--limit={n}" for n in NODES])
     assert result.returncode != 0
     assert "previous config restored" in result.stdout + result.stderr
     assert sandbox_image(ssh_config, "node1") == "registry.k8s.io/pause:3.10"
-    for node in ("node2", "node3"):
+    for node in NODES[1:]:
         assert sandbox_image(ssh_config, node) == "registry.k8s.io/pause:3.10.1", result.stdout[-4000:]
     for node in NODES:
         assert ssh(ssh_config, node, "systemctl is-active containerd").stdout.strip() == "active"
@@ -167,43 +169,58 @@ STALE = (
 
 def test_a_daemon_running_an_older_config_than_its_file_fails_check_2_and_the_deploy_restarts_it(baseline, ssh_config):
     """An operator's edit in progress: the wrong image restarted in, the right file put back, no restart."""
-    for node in ("node1", "node3"):
+    stale = ["node1", *(node for node, line in LINES.items() if line.startswith("2."))]  # 1.6 and every 2.x line
+    limits = [arg for node in stale for arg in ("--limit", node)]
+    for node in stale:
         ssh(ssh_config, node, STALE)
-    found, doc = check(baseline, "--limit", "node1", "--limit", "node3", "--data", "check_probe_image=false")
+    found, doc = check(baseline, *limits, "--data", "check_probe_image=false")
     assert found.returncode == 1, found.stdout
-    one_x, two_x = results(doc, "node1")["2"], results(doc, "node3")["2"]
-    assert one_x["status"] == two_x["status"] == "FAIL"
+    assert {node: results(doc, node)["2"]["status"] for node in stale} == dict.fromkeys(stale, "FAIL")
     # containerd 1.x says through its CRI what it runs; 2.x does not, so the daemon's start time speaks.
+    one_x = results(doc, "node1")["2"]
     assert "restart pending: the daemon runs 'registry.k8s.io/pause:3.9', the file says" in one_x["actual_value"]
-    assert "restart pending: the daemon runs the config it read at start, the file says" in two_x["actual_value"]
-    assert "changed after containerd started" in two_x["actual_value"] and "restart" in two_x["remediation"]
+    for node in stale[1:]:
+        two_x = results(doc, node)["2"]
+        assert "restart pending: the daemon runs the config it read at start, the file says" in two_x["actual_value"]
+        assert "changed after containerd started" in two_x["actual_value"] and "restart" in two_x["remediation"]
     converged = ok(pyinfra(baseline, "node", "1.31", "--json"))
-    assert totals(converged)["success"] >= 2, "both nodes restarted though no file changed in this run"
-    found, doc = check(baseline, "--limit", "node1", "--limit", "node3", "--data", "check_probe_image=false")
+    assert totals(converged)["success"] >= len(stale), "the nodes restarted though no file changed in this run"
+    found, doc = check(baseline, *limits, "--data", "check_probe_image=false")
     assert found.returncode == 0, found.stdout
     assert changes(pyinfra(baseline, "node", "1.31", "--json")) == []
 
 
-def test_an_imports_drop_in_that_overrides_the_sandbox_image_fails_the_node_by_name(baseline, ssh_config):
-    drop_in = 'version = 2\\n[plugins."io.containerd.grpc.v1.cri"]\\n  sandbox_image = "registry.k8s.io/pause:3.9"\\n'
+# An imports drop-in at the key path of the node's line: version 2's sandbox_image on 1.x, version 3's
+# pinned_images.sandbox on 2.x (containerd 2.3 merges a version 3 import into its version 4 file).
+OVERRIDES = {
+    "1.7": 'version = 2\\n[plugins."io.containerd.grpc.v1.cri"]\\n  sandbox_image = "registry.k8s.io/pause:3.9"\\n',
+    "2.3": 'version = 3\\n[plugins."io.containerd.cri.v1.images".pinned_images]\\n'
+    '  sandbox = "registry.k8s.io/pause:3.9"\\n',
+}
+
+
+@pytest.mark.parametrize("node", [node for node, line in LINES.items() if line in OVERRIDES])
+def test_an_imports_drop_in_that_overrides_the_sandbox_image_fails_the_node_by_name(baseline, ssh_config, node):
     ssh(
         ssh_config,
-        "node2",
-        "mkdir -p /etc/containerd/conf.d && printf '" + drop_in + "' > /etc/containerd/conf.d/90-other.toml"
+        node,
+        "mkdir -p /etc/containerd/conf.d && printf '"
+        + OVERRIDES[LINES[node]]
+        + "' > /etc/containerd/conf.d/90-other.toml"
         " && sed -i '1a imports = [\"/etc/containerd/conf.d/*.toml\"]' /etc/containerd/config.toml"
         " && systemctl restart containerd",
     )
     try:
-        result = pyinfra(baseline, "node", "1.31", "--limit", "node2")
+        result = pyinfra(baseline, "node", "1.31", "--limit", node)
         assert result.returncode != 0
         output = result.stdout + result.stderr
         assert re.search(
-            r"\[node2\] +containerd's effective config \(config dump\) has .*sandbox_image = "
+            rf"\[{node}\] +containerd's effective config \(config dump\) has .*sandbox(_image)? = "
             r"'registry.k8s.io/pause:3.9', not 'registry.k8s.io/pause:3.10'",
             output,
         ), output[-3000:]
     finally:
-        ssh(ssh_config, "node2", "rm -rf /etc/containerd/conf.d && sed -i '/^imports = /d' /etc/containerd/config.toml")
+        ssh(ssh_config, node, "rm -rf /etc/containerd/conf.d && sed -i '/^imports = /d' /etc/containerd/config.toml")
 
 
 def test_the_nodes_credential_cannot_push_and_pulls_still_work(baseline, ssh_config):

@@ -140,18 +140,19 @@ def test_running_sandboxes_survive_the_restart_of_a_changed_config(mirrored, ssh
                 Runtime(target).remove_sandbox(status.id)
 
 
-def test_containerd_2_that_rejects_the_new_config_gets_the_old_one_back(mirrored, ssh_config):
-    """node3's containerd 2.1 is made to refuse any config naming pause 3.10.1, as a broken config would."""
-    ok(deploy(mirrored, "node", "1.31", "--limit", "node3"))
-    ssh(ssh_config, "node3", REFUSE)
+@pytest.mark.parametrize("node", [node for node, line in LINES.items() if line.startswith("2.")])
+def test_containerd_2_that_rejects_the_new_config_gets_the_old_one_back(mirrored, ssh_config, node):
+    """Each 2.x node's containerd is made to refuse any config naming pause 3.10.1, as a broken config would."""
+    ok(deploy(mirrored, "node", "1.31", "--limit", node))
+    ssh(ssh_config, node, REFUSE)
     try:
-        result = deploy(mirrored, "node", "1.34", "--limit", "node3")
+        result = deploy(mirrored, "node", "1.34", "--limit", node)
         assert result.returncode != 0
         assert "previous config restored, containerd restarted" in result.stdout + result.stderr
-        assert sandbox_image(ssh_config, "node3") == "registry.k8s.io/pause:3.10"
-        assert ssh(ssh_config, "node3", "systemctl is-active containerd").stdout.strip() == "active"
+        assert sandbox_image(ssh_config, node) == "registry.k8s.io/pause:3.10"
+        assert ssh(ssh_config, node, "systemctl is-active containerd").stdout.strip() == "active"
     finally:
-        ssh(ssh_config, "node3", HEAL)
+        ssh(ssh_config, node, HEAL)
 
 
 def test_debians_version_2_file_on_containerd_2_is_edited_as_version_2_and_named(mirrored, ssh_config):

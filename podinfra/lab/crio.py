@@ -3,7 +3,7 @@ GLib from Debian bookworm, and the lab's own settings for CRI-O (``files/``):
 
 - ``crio-00-podinfra-lab.conf`` as /etc/crio/crio.conf.d/00-podinfra-lab.conf: vfs storage, cgroupfs,
   runc behind the oom_score_adj clamp, the CNI plugins' directory. It sorts first, so operator
-  drop-ins (podinfra's 10-podinfra-*.conf) override it; it carries no pause_image.
+  drop-ins (podinfra's 90-podinfra.conf) override it; it carries no pause_image.
 - ``podinfra-lab-runc``: the clamp, in front of bookworm's /usr/sbin/runc.
 - ``crio.service``: a plain unit, Type=notify, after the lab's cgroup unit.
 - ``containers-policy.json``: the accept-anything policy containers-common ships, which CRI-O needs to pull.

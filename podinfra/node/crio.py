@@ -133,8 +133,13 @@ def files_from_output(output: str) -> list[tuple[str, str]]:
             texts[current] = []
         elif current is not None:
             texts[current].append(line)
+    return in_read_order({path: "\n".join(lines) + "\n" for path, lines in texts.items()})
+
+
+def in_read_order(texts: dict[str, str]) -> list[tuple[str, str]]:
+    """(path, text) of crio.conf and its drop-ins, in the order CRI-O reads them."""
     ordered = walk_order([path for path in texts if path != CONFIG])
-    return [(path, "\n".join(texts[path]) + "\n") for path in ([CONFIG] if CONFIG in texts else []) + ordered]
+    return [(path, texts[path]) for path in ([CONFIG] if CONFIG in texts else []) + ordered]
 
 
 def walk_order(paths: Sequence[str]) -> list[str]:

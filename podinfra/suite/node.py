@@ -177,8 +177,10 @@ class Node:
 
     def crio_files(self) -> list[tuple[str, str]]:
         """(path, text) of crio.conf and every file under crio.conf.d, in the order CRI-O reads them."""
-        marked = [f"=== {key}\n{text}" for key, text in self.shown.items() if key.startswith("crio file ")]
-        return crio.files_from_output("".join(marked))
+        prefix = "crio file "
+        return crio.in_read_order(
+            {key[len(prefix) :]: text for key, text in self.shown.items() if key.startswith(prefix)}
+        )
 
     def crio_config(self) -> dict[str, Any] | None:
         """``[crio.image]`` of the running CRI-O's config (``crio status config``), None where it does not answer."""

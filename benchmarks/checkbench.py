@@ -66,23 +66,24 @@ def children_cpu() -> Iterator[list[float]]:
     found.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
 
 
-def command(tool: str, lab: Lab, names: list[str], report: Path) -> tuple[list[str], Path]:
-    """The command line and working directory of one check of `names`."""
+def command(tool: str, lab: Lab, names: list[str], report: Path, workers: int = 0) -> tuple[list[str], Path]:
+    """The command line and working directory of one check of `names`; pytest-xdist gets `workers` (a worker
+    per node when 0)."""
     if tool == "podinfra":
         limits = [arg for name in names for arg in ("--limit", name)]
         return [PODINFRA, "check", INVENTORY, *limits, "--json", str(report)], labtools.REPO
     argv = [PYTEST, "-p", "podinfra.suite.plugin", "--pyargs", "podinfra.suite"]
     argv += [f"--hosts={','.join(f'ssh://{name}' for name in names)}", f"--ssh-config={lab.state.ssh_config}"]
-    argv += [f"--podinfra-inventory={INVENTORY}", "-n", str(len(names)), "--dist", "loadgroup", "-q"]
+    argv += [f"--podinfra-inventory={INVENTORY}", "-n", str(workers or len(names)), "--dist", "loadgroup", "-q"]
     # Run outside the checkout: there, pyproject.toml's pytest settings ignore the suite's test module.
     return [*argv, f"--junitxml={report}"], report.parent
 
 
-def once(tool: str, lab: Lab, names: list[str], workdir: Path) -> tuple[float, str, dict[str, float]]:
+def once(tool: str, lab: Lab, names: list[str], workdir: Path, workers: int = 0) -> tuple[float, str, dict[str, float]]:
     """Wall time, outcome, and CPU seconds: of the command ("control") and of the whole machine ("machine")."""
     report = workdir / f"check-{tool}.{'json' if tool == 'podinfra' else 'xml'}"
     report.unlink(missing_ok=True)
-    argv, cwd = command(tool, lab, names, report)
+    argv, cwd = command(tool, lab, names, report, workers)
     machine = labtools.busy_cpu_seconds()
     with children_cpu() as control:
         start = time.perf_counter()

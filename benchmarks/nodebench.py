@@ -60,11 +60,12 @@ def ansible_inventory(lab: Lab, workdir: Path) -> Path:
     return path
 
 
-def apply_podinfra(lab: Lab, names: list[str]) -> Outcome:
-    # restart_batch = all nodes: containerd restarts everywhere at once, as Ansible's handler does
-    # (podinfra's own default is 1 node at a time).
+def apply_podinfra(lab: Lab, names: list[str], restart_batch: str | None = None) -> Outcome:
+    # restart_batch = all nodes unless asked: containerd restarts everywhere at once, as Ansible's handler
+    # does (podinfra's own default is 1 node at a time).
     limits = [arg for name in names for arg in ("--limit", name)]
-    cmd = [PYINFRA, "-y", "--json", *limits, INVENTORY, "deploys/node.py", "--data", f"restart_batch={len(names)}"]
+    batch = restart_batch or str(len(names))
+    cmd = [PYINFRA, "-y", "--json", *limits, INVENTORY, "deploys/node.py", "--data", f"restart_batch={batch}"]
     start = time.perf_counter()
     result = run(cmd, lab.env)
     seconds = time.perf_counter() - start
@@ -98,9 +99,11 @@ def apply_ansible(lab: Lab, names: list[str], inventory: Path) -> Outcome:
     return Outcome(seconds, changed, failed, result.stdout + result.stderr)
 
 
-def apply(tool: str, lab: Lab, names: list[str], inventory: Path) -> Outcome:
+def apply(tool: str, lab: Lab, names: list[str], inventory: Path, restart_batch: str | None = None) -> Outcome:
+    """One run of `tool` on `names`; `restart_batch` (podinfra only) as deploys/node.py takes it, all by default."""
     progress(f"  {tool}: {len(names)} node(s)")
-    outcome = apply_podinfra(lab, names) if tool == "podinfra" else apply_ansible(lab, names, inventory)
+    podinfra = tool == "podinfra"
+    outcome = apply_podinfra(lab, names, restart_batch) if podinfra else apply_ansible(lab, names, inventory)
     if outcome.failed:
         raise RuntimeError(f"{tool} on {len(names)} nodes failed:\n{outcome.log[-4000:]}")
     return outcome

@@ -53,6 +53,8 @@ def targets(results: Results) -> list[str]:
         lines += large_targets(results["mirror_large"])
     if "registry_load" in results:
         lines.append(registrybench.target(results["registry_load"]))
+    if "fleet" in results:
+        lines += fleetbench.targets(results["fleet"])
     check = results["check"]
     added = per_added_node(check, "podinfra") if check["available"] else None
     if added is None:

@@ -262,8 +262,12 @@ def only_check(args: argparse.Namespace, command: str, workdir: Path) -> dict[st
     if args.only == "fleet":
         size = max(args.fleet_sizes)
         with labtools.session(args.lab, size, args.subnet, args.upstream_port, args.containerd, args.keep_lab) as lab:
-            results["fleet"] = fleetbench.bench_fleet(lab, args.fleet_sizes, workdir)
-            results["fleet"]["meta"]["command"] = command
+
+            def save(fleet: dict[str, Any]) -> None:
+                fleet["meta"]["command"] = command
+                write({**results, "fleet": fleet}, args.out)
+
+            results["fleet"] = fleetbench.bench_fleet(lab, args.fleet_sizes, workdir, save)
         return results
     with main_lab(args) as lab:
         if args.only == "registry":

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from podinfra.lab.state import LabConfig, LabError, LabState, NodeState, pid_alive
@@ -124,22 +125,29 @@ def stop(pid: int | None, marker: str, timeout: float = 20) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def wait_for_ssh(state: LabState, names: list[str], timeout: float = 180) -> None:
-    """Until each node answers SSH with its runtime's service active."""
+def wait_for_ssh(state: LabState, names: list[str], stall: float = 180, probes: int = 16) -> None:
+    """Until each node answers SSH with its runtime's service active, asking `probes` nodes at a time. A fleet
+    booting on a few cores comes up slowly but steadily, so the limit is on `stall`: seconds with no node
+    coming up, not the whole wait."""
+
+    def answers(name: str) -> bool:
+        argv = ["ssh", "-F", str(state.ssh_config), "-o", "ConnectTimeout=5", name]
+        probe = subprocess.run([*argv, f"systemctl is-active {state.node(name).service}"], capture_output=True)
+        return probe.returncode == 0
+
     pending = set(names)
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for name in sorted(pending):
-            service = state.node(name).service
-            probe = subprocess.run(
-                ["ssh", "-F", str(state.ssh_config), "-o", "ConnectTimeout=2", name, f"systemctl is-active {service}"],
-                capture_output=True,
-                text=True,
-            )
-            if probe.returncode == 0:
-                pending.discard(name)
-        if pending:
-            time.sleep(0.5)
+    deadline = time.monotonic() + stall
+    with ThreadPoolExecutor(probes) as pool:
+        while pending and time.monotonic() < deadline:
+            up = {name for name, ok in zip(sorted(pending), pool.map(answers, sorted(pending)), strict=True) if ok}
+            if up:
+                pending -= up
+                deadline = time.monotonic() + stall
+            elif pending:
+                time.sleep(0.5)
     if pending:
         logs = ", ".join(str(node_dir(state.config, n) / "console.log") for n in sorted(pending))
-        raise LabError(f"nodes {', '.join(sorted(pending))} did not answer SSH with their runtime running; see {logs}")
+        raise LabError(
+            f"nodes {', '.join(sorted(pending))} did not answer SSH with their runtime running, none came up for "
+            f"{stall:.0f} s; see {logs}"
+        )

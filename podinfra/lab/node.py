@@ -125,6 +125,9 @@ def stop(pid: int | None, marker: str, timeout: float = 20) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+CGROUPS_UNIT = "podinfra-lab-cgroups.service"
+
+
 def wait_for_ssh(state: LabState, names: list[str], stall: float = 180, probes: int = 16) -> None:
     """Until each node answers SSH with its runtime's service active, asking `probes` nodes at a time. A fleet
     booting on a few cores comes up slowly but steadily, so the limit is on `stall`: seconds with no node
@@ -132,8 +135,13 @@ def wait_for_ssh(state: LabState, names: list[str], stall: float = 180, probes: 
 
     def answers(name: str) -> bool:
         argv = ["ssh", "-F", str(state.ssh_config), "-o", "ConnectTimeout=5", name]
-        probe = subprocess.run([*argv, f"systemctl is-active {state.node(name).service}"], capture_output=True)
-        return probe.returncode == 0
+        service = state.node(name).service
+        # Under load, a node's systemd may fail to put the cgroups unit into its cgroup ("Failed to attach to
+        # compat systemd cgroup", status 219/CGROUP) and the runtime fails with it, by dependency: start both
+        # again, as often as that happens.
+        again = f"systemctl reset-failed {CGROUPS_UNIT} && systemctl --no-block start {CGROUPS_UNIT} {service}"
+        command = f"systemctl is-active {service} || {{ systemctl -q is-failed {CGROUPS_UNIT} && {again}; false; }}"
+        return subprocess.run([*argv, command], capture_output=True).returncode == 0
 
     pending = set(names)
     deadline = time.monotonic() + stall

@@ -133,7 +133,7 @@ def bench_fleet(
     return data
 
 
-def _median(runs: list[dict[str, Any]], key: str) -> float:
+def median(runs: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(r[key] for r in runs))
 
 
@@ -150,33 +150,33 @@ def table(fleet: dict[str, Any]) -> str:
         "| outcome |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for size in _measured_sizes(fleet):
+    for size in measured_sizes(fleet):
         for what, tool, runs in _entries(fleet[str(size)]):
-            seconds = _median(runs, "seconds")
+            seconds = median(runs, "seconds")
             outcome = (
                 " / ".join(r["outcome"] for r in runs) if "outcome" in runs[0] else f"{runs[0]['changed']} changed"
             )
             of = f" (median of {len(runs)})" if len(runs) > 1 else ""
             rows.append(
                 f"| {size} | {what} | {tool} | {seconds:.1f}{of} "
-                f"| {seconds / size:.2f} | {_median(runs, 'cpu') / size:.2f} | {max(r['rss_mib'] for r in runs):.0f} "
+                f"| {seconds / size:.2f} | {median(runs, 'cpu') / size:.2f} | {max(r['rss_mib'] for r in runs):.0f} "
                 f"| {max(r['pss_mib'] for r in runs):.0f} | {outcome} |"
             )
     return "\n".join(rows)
 
 
-def _measured_sizes(fleet: dict[str, Any]) -> list[int]:
+def measured_sizes(fleet: dict[str, Any]) -> list[int]:
     return [s for s in fleet["meta"]["sizes"] if str(s) in fleet]
 
 
-def _no_fail(outcome: str) -> bool:
+def no_fail(outcome: str) -> bool:
     passed = _PASSED.match(outcome)
     return passed is not None and passed[1] == passed[2] and "FAIL" not in outcome
 
 
 def targets(fleet: dict[str, Any]) -> list[str]:
     """Issue 23's goals, each met or not, from the largest size measured and 50 nodes."""
-    sizes = _measured_sizes(fleet)
+    sizes = measured_sizes(fleet)
     if not sizes:
         return ["- fleet: not measured"]
     top = max(sizes)
@@ -189,14 +189,14 @@ def targets(fleet: dict[str, Any]) -> list[str]:
     )
     if 50 in sizes and top > 50:
         for what, runs_of in (("re-run", lambda r: [r["podinfra"]["rerun"]]), ("check", lambda r: r["check_podinfra"])):
-            low, high = (_median(runs_of(fleet[str(s)]), "seconds") / s for s in (50, top))
+            low, high = (median(runs_of(fleet[str(s)]), "seconds") / s for s in (50, top))
             growth = high / low
             lines.append(
                 f"- fleet: podinfra's seconds per node for the {what} at {top} nodes within {PER_NODE_GROWTH}x of "
                 f"at 50: **{_verdict(growth <= PER_NODE_GROWTH)}** ({high:.2f} s against {low:.2f} s: {growth:.2f}x)"
             )
     checks = [r["outcome"] for r in row["check_podinfra"]]
-    clean = all(_no_fail(o) for o in checks)
+    clean = all(no_fail(o) for o in checks)
     lines.append(
         f"- fleet: {CHECKS_AT_LARGEST} `podinfra check` runs in a row at {top} nodes with no FAIL: "
         f"**{_verdict(clean and len(checks) >= CHECKS_AT_LARGEST)}** ({len(checks)} run(s): {'; '.join(checks)})"
@@ -207,6 +207,19 @@ def targets(fleet: dict[str, Any]) -> list[str]:
         f"({share / top:.2f} s per node; every node at once: {whole:.1f} s)"
     )
     return lines
+
+
+def per_node_growth(fleet: dict[str, Any], low: int, high: int) -> dict[str, tuple[float, float]]:
+    """podinfra's seconds per node at `low` and at `high` nodes, for the re-run and for the check (median)."""
+
+    def runs(what: str, size: int) -> list[dict[str, Any]]:
+        row = fleet[str(size)]
+        return [row["podinfra"]["rerun"]] if what == "re-run" else list(row["check_podinfra"])
+
+    return {
+        what: (median(runs(what, low), "seconds") / low, median(runs(what, high), "seconds") / high)
+        for what in ("re-run", "check")
+    }
 
 
 def _verdict(met: bool) -> str:
@@ -220,10 +233,10 @@ def plot(fleet: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = _measured_sizes(fleet)
+    sizes = measured_sizes(fleet)
     fig, ax = plt.subplots(figsize=(8, 5))
     for what, tool, _ in _entries(fleet[str(sizes[0])]):
-        series = [_median(next(r for w, t, r in _entries(fleet[str(s)]) if (w, t) == (what, tool)), "seconds") / s
+        series = [median(next(r for w, t, r in _entries(fleet[str(s)]) if (w, t) == (what, tool)), "seconds") / s
                   for s in sizes]  # fmt: skip
         ax.plot(sizes, series, marker="s" if what == "check" else "o",
                 linestyle="--" if what == "check" else "-", label=f"{what}, {tool}")  # fmt: skip

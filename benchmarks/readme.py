@@ -12,6 +12,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import fleetbench
 from figures import CHECK_CPU_TARGET, RERUN_TARGET, RSS_TARGET_MIB, Results, per_added_node, table
 from report import environment, verdict
 
@@ -152,6 +153,39 @@ def check_rows(check: Results) -> list[list[str]]:
     ]  # fmt: skip
 
 
+def fleet_rows(fleet: Results) -> list[list[str]]:
+    """The largest fleet measured: the re-run and the cold deploy against Ansible, the checks against xdist."""
+    sizes = fleetbench.measured_sizes(fleet)
+    if not sizes:
+        return []
+    top = max(sizes)
+    row = fleet[str(top)]
+    p, a = row["podinfra"]["rerun"]["seconds"], row["ansible"]["rerun"]["seconds"]
+    share, cold = row["podinfra_share"]["cold"]["seconds"], row["ansible"]["cold"]["seconds"]
+    checks, xdist = row["check_podinfra"], row["check_xdist"][0]["seconds"]
+    check = fleetbench.median(checks, "seconds")
+    clean = sum(fleetbench.no_fail(c["outcome"]) for c in checks)
+    rows = [
+        [f"fleet of {top} nodes, node config, no-change re-run", seconds(p), f"Ansible, forks {top}, {seconds(a)}",
+         speed(p, a), f">= {fleetbench.RERUN_SPEEDUP}x: {verdict(a / p >= fleetbench.RERUN_SPEEDUP)}"],
+        [f'fleet of {top} nodes, cold apply, restart_batch "{fleet["meta"]["share"]}"', seconds(share),
+         f"Ansible, forks {top} (every node at once), {seconds(cold)}", speed(share, cold), "-"],
+        [f"fleet of {top} nodes, `podinfra check`, {len(checks)} in a row", f"{seconds(check)} (median)",
+         f"pytest -n {min(top, fleet['meta']['xdist_workers'])} {seconds(xdist)}", speed(check, xdist),
+         f"no FAIL in {fleetbench.CHECKS_AT_LARGEST}: {verdict(clean == len(checks) >= fleetbench.CHECKS_AT_LARGEST)}"],
+    ]  # fmt: skip
+    if 50 in sizes and top > 50:
+        growth = fleetbench.per_node_growth(fleet, 50, top)
+        rows.append(
+            [f"seconds per node, 50 -> {top} nodes: re-run / check",
+             " / ".join(f"{low:.2f} -> {high:.2f} s" for low, high in growth.values()), "-",
+             " / ".join(f"{high / low:.2f}x" for low, high in growth.values()),
+             f"within {fleetbench.PER_NODE_GROWTH}x: "
+             f"{verdict(all(high / low <= fleetbench.PER_NODE_GROWTH for low, high in growth.values()))}"]
+        )  # fmt: skip
+    return rows
+
+
 def dates(results: Results) -> str:
     meta = results["meta"]
     parts = [f"Node and pause-set rows: {meta['date']} ({meta['runs']} runs, load average at the start {meta['load']})"]
@@ -163,6 +197,9 @@ def dates(results: Results) -> str:
     if results["check"]["available"]:
         check = results["check"]["meta"]
         parts.append(f"check rows: {check['date']} ({check['runs']} runs, load average at the start {check['load']})")
+    if "fleet" in results:
+        fleet = results["fleet"]["meta"]
+        parts.append(f"fleet rows: {fleet['date']} (one run per size, load average at the start {fleet['load']})")
     return "; ".join(parts) + "."
 
 
@@ -188,6 +225,8 @@ def block(results: Results) -> str:
     if "mirror_large" in results:
         rows += large_rows(results["mirror_large"])
     rows += check_rows(results["check"])
+    if "fleet" in results:
+        rows += fleet_rows(results["fleet"])
     header = ["figure", "podinfra", "alternative", "ratio", "target"]
     notes = environment().get_template("readme-notes.md").render(results=results, archive_speed=archive_speed(results))
     return "\n".join([BEGIN, dates(results), "", table(header, rows), "", notes.strip(), "", lab_scale(results), END])

@@ -2,6 +2,7 @@
 it is wrong, the fix named; the field types the models are made of."""
 
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -9,6 +10,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo
 
 from podinfra import versions
 from podinfra.data import pki
+from podinfra.data.shares import SHARE
 from podinfra.images.reference import ReferenceError, parse, split_registry
 
 
@@ -101,6 +103,20 @@ def _socket(value: Any) -> str:
 
 def _count(least: int) -> Callable[[Any], bool]:
     return lambda value: _is(int)(value) and value >= least
+
+
+def count_or_share(least: int) -> Callable[[Any], bool]:
+    """A whole number of nodes (at least `least`), or a share of the fleet from 0% (`least` 0) or above 0% to 100%."""
+    count = _count(least)
+
+    def valid(value: Any) -> bool:
+        found = SHARE.fullmatch(value) if isinstance(value, str) else None
+        if found:
+            share = Fraction(found[1])
+            return (share >= 0 if least == 0 else share > 0) and share <= 100
+        return count(value)
+
+    return valid
 
 
 def _image(value: Any) -> str:

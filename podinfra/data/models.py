@@ -35,8 +35,9 @@ from podinfra.data.fields import (
     _socket,
     _users,
     _v,
+    count_or_share,
 )
-from podinfra.data.shares import count_or_share, of_fleet
+from podinfra.data.shares import of_fleet
 from podinfra.images import probe_image
 from podinfra.images.reference import under
 

@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from fractions import Fraction
-from typing import Any
 
 SHARE = re.compile(r"(\d+(?:\.\d+)?)%")
-
-
-def count_or_share(least: int) -> Callable[[Any], bool]:
-    """A whole number of nodes (at least `least`), or a share of the fleet from 0% (`least` 0) or above 0% to 100%."""
-
-    def valid(value: Any) -> bool:
-        found = SHARE.fullmatch(value) if isinstance(value, str) else None
-        if found:
-            share = Fraction(found[1])
-            return (share >= 0 if least == 0 else share > 0) and share <= 100
-        return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-    return valid
 
 
 def of_fleet(value: int | str, fleet: int, least: int) -> int:

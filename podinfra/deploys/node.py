@@ -57,10 +57,11 @@ from podinfra.errors import ConfigError
 from podinfra.images.reference import cri_name
 from podinfra.images.registry import RegistryError
 from podinfra.node import crio as crio_files
+from podinfra.node import registries as registries_conf
 from podinfra.node import runtime_files
 from podinfra.node.containerd.config import edit
 from podinfra.node.containerd.daemon import DEFAULT_CONFIG
-from podinfra.node.facts import ContainerdDaemon, CrioConfigFiles, NodeRuntime
+from podinfra.node.facts import ContainerdDaemon, CrioConfigFiles, CrioRegistriesFiles, NodeRuntime
 from podinfra.node.operations import (
     backup_path,
     config_file,
@@ -200,20 +201,37 @@ def crio(settings: NodeData, image: str, socket: str) -> None:
         )
     location = f"{registry}/{settings.registry_prefix}" if settings.registry_prefix else registry
     mirrors = [upstream for upstream in settings.mirrored_registries if upstream != registry]
-    registries = config_file(
-        name="CRI-O registries: mirrored registries at the local registry only",
-        path=crio_files.REGISTRIES_DROPIN,
-        content=crio_files.registries_conf(mirrors, location),
-    )
+    ours = crio_files.registries_conf(mirrors, location)
+    registries = [
+        config_file(
+            name="CRI-O registries: mirrored registries at the local registry only",
+            path=crio_files.REGISTRIES_DROPIN,
+            content=ours,
+        )
+    ]
+    written = [Written(registries[0], crio_files.REGISTRIES_DROPIN, backup_path(crio_files.REGISTRIES_DROPIN))]
+    found: list[tuple[str, str]] = host.get_fact(CrioRegistriesFiles)
+    files = registries_conf.with_file(found, crio_files.REGISTRIES_DROPIN, ours)
+    wanted = list(registries_conf.references(image, settings.mirrored_registries, registry).values())
+    for path, prefixes in registries_conf.overriding(files, wanted, registry, crio_files.REGISTRIES_DROPIN).items():
+        # Where a table of another file decides (the same prefix read later, or a longer one), ours is not read.
+        registries.append(
+            config_file(
+                name=f"{path}: [[registry]] {', '.join(prefixes)} left to podinfra's drop-in",
+                path=path,
+                content=registries_conf.without_tables(dict(files)[path], prefixes, crio_files.REGISTRIES_DROPIN),
+            )
+        )
+        written.append(Written(registries[-1], path, backup_path(path)))
     dropin = config_file(
         name="CRI-O drop-in: pause image and auth file",
         path=crio_files.DROPIN,
         content=crio_files.dropin(image, auth),
         aside=crio_files.ASIDE,
     )
-    written = [Written(dropin, crio_files.DROPIN, backup_path(crio_files.DROPIN, crio_files.ASIDE))]
-    files = host.get_fact(CrioConfigFiles)
-    for path, keys in crio_files.overridden(files).items():
+    written.append(Written(dropin, crio_files.DROPIN, backup_path(crio_files.DROPIN, crio_files.ASIDE)))
+    crio_conf: list[tuple[str, str]] = host.get_fact(CrioConfigFiles)
+    for path, keys in crio_files.overridden(crio_conf).items():
         text = _text(path) or ""
         edited = config_file(
             name=f"{path}: {', '.join(keys)} left to podinfra's drop-in",

@@ -125,15 +125,25 @@ FILES_PROBE = (
 
 def files_from_output(output: str) -> list[tuple[str, str]]:
     """(path, text) of each file in `FILES_PROBE` output, in the order CRI-O reads them."""
+    return in_read_order(_marked(output, _MARK))
+
+
+def registries_from_output(output: str) -> list[tuple[str, str]]:
+    """(path, text) of each file in `REGISTRIES_PROBE` output: registries.conf, then its drop-ins in the
+    order containers/image reads them (the probe lists them so)."""
+    return list(_marked(output, REGISTRIES_MARK).items())
+
+
+def _marked(output: str, mark: str) -> dict[str, str]:
     texts: dict[str, list[str]] = {}
     current = None
     for line in output.splitlines():
-        if line.startswith(_MARK):
-            current = line[len(_MARK) :]
+        if line.startswith(mark):
+            current = line[len(mark) :]
             texts[current] = []
         elif current is not None:
             texts[current].append(line)
-    return in_read_order({path: "\n".join(lines) + "\n" for path, lines in texts.items()})
+    return {path: "\n".join(lines) + "\n" for path, lines in texts.items()}
 
 
 def in_read_order(texts: dict[str, str]) -> list[tuple[str, str]]:

@@ -84,6 +84,19 @@ class CrioConfigFiles(FactBase[list[tuple[str, str]]]):
     default = list
 
 
+class CrioRegistriesFiles(FactBase[list[tuple[str, str]]]):
+    """(path, text) of registries.conf and each ``registries.conf.d/*.conf``, in the order containers/image
+    reads them."""
+
+    def command(self) -> str:
+        return crio.REGISTRIES_PROBE
+
+    def process(self, output: list[str]) -> list[tuple[str, str]]:
+        return crio.registries_from_output("\n".join(output))
+
+    default = list
+
+
 class CrioImage(FactBase[cri_curl.ImageStatus | None]):
     """CRI-O's ImageStatus of `image` (asked over its CRI socket), or None where it has none."""
 

@@ -261,7 +261,7 @@ def crio_restarted(
     image: str,
     auth_file: str | None,
     written: Sequence[Written],
-    registries: OperationMeta,
+    registries: Sequence[OperationMeta],
     rollout: Rollout,
     socket: str = crio.SOCKET,
     wait: int = 30,
@@ -282,7 +282,7 @@ def crio_restarted(
     wrong = wanted.differences(running)
     if running is None or (auth_file and running.get("global_auth_file") != auth_file):
         action = "restart"
-    elif wrong or (not state.is_executing and registries.will_change):
+    elif wrong or (not state.is_executing and any(meta.will_change for meta in registries)):
         action = "reload"
     else:
         host.noop(f"CRI-O runs its config (pause_image {image!r})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from podinfra.node import crio
-from podinfra.suite import readers
+from podinfra.node import registries as registries_conf
 from podinfra.suite.node import Node
 
 
@@ -44,13 +44,8 @@ def pause_image(node: Node) -> tuple[str, str, list[str]]:
 
 
 def _references(node: Node) -> dict[str, str]:
-    """Mirrored registry -> the reference whose pulls must go to the local registry (pause's, for its registry)."""
-    pause = node.expect.sandbox_image
-    return {
-        upstream: pause if pause.startswith(f"{upstream}/") else f"{upstream}/"
-        for upstream in node.expect.settings.mirrored_registries
-        if upstream != node.expect.settings.local_registry
-    }
+    settings = node.expect.settings
+    return registries_conf.references(node.expect.sandbox_image, settings.mirrored_registries, settings.local_registry)
 
 
 def registries(node: Node) -> tuple[str, str, list[str]]:
@@ -65,16 +60,14 @@ def registries(node: Node) -> tuple[str, str, list[str]]:
     merged = node.registries()
     problems = []
     for reference in _references(node).values():
-        problems += [p for p in readers.registry_problems(merged, reference.rstrip("/"), registry) if p not in problems]
+        problems += [p for p in registries_conf.registry_problems(merged, reference, registry) if p not in problems]
     if settings.ca:
         digest = node.sha256(ca)
         if digest is None:
             problems.append(f"{ca} is missing: CRI-O does not trust the local registry")
         elif digest != hashlib.sha256(settings.ca.read_bytes()).hexdigest():
             problems.append(f"{ca} is not the registry's CA")
-    routes = [
-        f"{upstream} -> {readers.physical(merged, ref.rstrip('/'))}" for upstream, ref in _references(node).items()
-    ]
+    routes = [f"{upstream} -> {registries_conf.physical(merged, ref)}" for upstream, ref in _references(node).items()]
     return expected, "; ".join(problems) or "; ".join(routes) + " only", problems
 
 
@@ -84,7 +77,7 @@ def route(node: Node) -> tuple[str, str, str]:
     settings = node.expect.settings
     reference = node.expect.sandbox_image.split("@", 1)[0]
     merged = node.registries()
-    physical = readers.physical(merged, reference)
+    physical = registries_conf.physical(merged, reference)
     host, _, path = physical.partition("/")
     repository, _, _ = path.rpartition(":")
     found = merged.entry_for(reference)

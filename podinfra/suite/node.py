@@ -23,6 +23,7 @@ from podinfra.data import sshconfig
 from podinfra.data.models import NODE_CA
 from podinfra.images.oci import ALL_MANIFEST_TYPES
 from podinfra.node import crio, runtime
+from podinfra.node import registries as registries_conf
 from podinfra.node.containerd import ctr, daemon, hazards
 from podinfra.suite import internals, probes, readers, waits
 
@@ -189,10 +190,10 @@ class Node:
             text = self.once("crio status --socket %s config", self.socket).stdout
         return crio.running_config(text)
 
-    def registries(self) -> readers.RegistriesConf:
+    def registries(self) -> registries_conf.RegistriesConf:
         """registries.conf and its drop-ins as containers/image merges them."""
         prefix = "registries file "
-        return readers.registries_conf([(k[len(prefix) :], v) for k, v in self.shown.items() if k.startswith(prefix)])
+        return registries_conf.merge([(k[len(prefix) :], v) for k, v in self.shown.items() if k.startswith(prefix)])
 
     @property
     def has_kubelet(self) -> bool:

@@ -242,7 +242,7 @@ def test_a_dropin_overriding_pause_image_fails_check_2_by_name_and_the_deploy_co
         ssh(config, "node2", f"rm -f {drift} /etc/crio/99-drift.conf.podinfra-backup && systemctl reload crio")
 
 
-def test_a_registries_conf_that_allows_fallback_fails_check_3_by_name(fleet, config, tmp_path):
+def test_a_registries_conf_that_allows_fallback_fails_check_3_by_name_and_the_deploy_converges(fleet, config, tmp_path):
     fallback = "/etc/containers/registries.conf.d/99-fallback.conf"
     text = (
         '[[registry]]\\nprefix = "registry.k8s.io"\\nlocation = "registry.k8s.io"\\n'
@@ -258,5 +258,12 @@ def test_a_registries_conf_that_allows_fallback_fails_check_3_by_name(fleet, con
         assert actual["node2/3"].startswith(
             f"FAIL: {fallback}: [[registry]] prefix 'registry.k8s.io' lets pulls of {PAUSE} go to registry.k8s.io"
         )
+        result = deployed(fleet, "node")
+        assert f"node2: {fallback}: [[registry]] registry.k8s.io left to podinfra's drop-in" in changes(result)
+        shown = ssh(config, "node2", f"cat {fallback}").stdout
+        assert shown.startswith(f"# podinfra: pulls of registry.k8s.io are set in {crio.REGISTRIES_DROPIN}\n"), shown
+        found, actual = check(fleet, tmp_path, "--limit", "node2")
+        assert found == {"node2": ALL_PASS}, not_passed(actual)
+        assert changes(deployed(fleet, "node")) == []
     finally:
-        ssh(config, "node2", f"rm -f {fallback}")
+        ssh(config, "node2", f"rm -f {fallback} {fallback}.podinfra-backup")

@@ -39,6 +39,17 @@ def pause_runs(config: Path, pid: int, timeout: float = 15) -> bool:
     return False
 
 
+def forward_answers(config: Path, forward: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """Until the node's localhost:5000 reaches the lab's upstream through `forward` (ssh -R)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert forward.poll() is None, f"ssh -R exited with {forward.returncode}"
+        if ssh(config, "node2", "curl -sf -o /dev/null http://localhost:5000/v2/", check=False).returncode == 0:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"the ssh -R forward to the upstream did not answer within {timeout} s")
+
+
 @pytest.fixture(scope="module")
 def config(crio_lab) -> Path:
     reset_nodes(CRIO_LAB)  # the lab as it came up, whatever a module before (test_crio's deploys) left on it
@@ -98,7 +109,7 @@ def test_a_real_sandbox_runs_through_crio_s_socket(crio_lab, config, share_pid):
         ]
     )
     try:
-        time.sleep(1)
+        forward_answers(config, forward)
         with forwarded_socket(config, "node2", CRIO_SOCKET) as target:
             runtime = Runtime(target)
             assert runtime.version() == ("cri-o", "1.36.3")

@@ -17,7 +17,8 @@ from podinfra.data import pki
 from podinfra.data.models import NodeData
 from podinfra.deploys import node as node_deploy
 from podinfra.node import crio, facts, operations, restart, runtime
-from podinfra.suite import crio_checks, readers
+from podinfra.node import registries as registries_conf
+from podinfra.suite import crio_checks
 from podinfra.suite import test_checks as checks
 from podinfra.suite.node import CRI, Node
 from tests.unit.test_operations import FakeHost, commands, fact, on
@@ -110,7 +111,12 @@ def settings(tmp_path: Path) -> NodeData:
     )
 
 
-def deployed(monkeypatch: pytest.MonkeyPatch, settings: NodeData, files: list[tuple[str, str]]) -> list[dict[str, Any]]:
+def deployed(
+    monkeypatch: pytest.MonkeyPatch,
+    settings: NodeData,
+    files: list[tuple[str, str]],
+    registries: list[tuple[str, str]] | None = None,
+) -> list[dict[str, Any]]:
     """The operations the CRI-O part of the node deploy calls, with their arguments."""
     calls: list[dict[str, Any]] = []
 
@@ -126,7 +132,8 @@ def deployed(monkeypatch: pytest.MonkeyPatch, settings: NodeData, files: list[tu
     monkeypatch.setattr(node_deploy, "rollout", lambda allowed, batch: restart.Rollout(allowed, batch))
     monkeypatch.setattr(node_deploy, "_fleet", lambda: 1)
     texts = dict(files)
-    fake = FakeHost(dict([fact(facts.CrioConfigFiles, files)]))
+    found = registries or [(crio.REGISTRIES_CONF, "")]
+    fake = FakeHost(dict([fact(facts.CrioConfigFiles, files), fact(facts.CrioRegistriesFiles, found)]))
     monkeypatch.setattr(node_deploy, "_text", lambda path: texts.get(path))
     with on(fake):
         node_deploy.crio(settings, PAUSE, crio.SOCKET)
@@ -172,6 +179,7 @@ def test_a_later_dropin_setting_pause_image_is_commented_out_and_can_be_rolled_b
     )
     restarted = next(c for c in calls if c["op"] == "crio_restarted")
     assert [(w.path, w.backup) for w in restarted["written"]] == [
+        (crio.REGISTRIES_DROPIN, f"{crio.REGISTRIES_DROPIN}.podinfra-backup"),
         (crio.DROPIN, "/etc/crio/90-podinfra.conf.podinfra-backup"),
         ("/etc/crio/crio.conf.d/99-drift.conf", "/etc/crio/99-drift.conf.podinfra-backup"),
     ]
@@ -193,7 +201,7 @@ def crio_commands(running: dict[str, Any] | None, registries_change: bool = Fals
     with on(fake, executing=False):
         out = list(
             restart.crio_restarted._inner(
-                image=PAUSE, auth_file=auth, written=[], registries=meta, rollout=restart.Rollout(0, 1)
+                image=PAUSE, auth_file=auth, written=[], registries=[meta], rollout=restart.Rollout(0, 1)
             )
         )
     return [c.args[2] for c in out], fake.noops
@@ -227,13 +235,41 @@ def test_crio_running_config_from_crio_status_config():
     )
 
 
+def test_a_registries_table_that_would_decide_instead_of_podinfras_is_commented_out(monkeypatch, settings):
+    main = (
+        'unqualified-search-registries = ["docker.io"]\n[[registry]]\nprefix = "registry.k8s.io"\n'
+        'location = "registry.k8s.io"\n'
+    )
+    fallback = (
+        '[[registry]]\nprefix = "registry.k8s.io"\nlocation = "registry.k8s.io"\n[[registry.mirror]]\n'
+        'location = "10.0.0.2:5000"\n[[registry]]\nprefix = "quay.io"\nlocation = "quay.io"\n'
+    )
+    later = "/etc/containers/registries.conf.d/99-fallback.conf"
+    calls = deployed(monkeypatch, settings, [], [(crio.REGISTRIES_CONF, main), (later, fallback)])
+    edited = {c["path"]: c["content"] for c in calls if c["op"] == "config_file"}
+    # registries.conf's own table is replaced by podinfra's drop-in (same prefix, read later): left alone
+    assert crio.REGISTRIES_CONF not in edited
+    assert edited[later] == (
+        f"# podinfra: pulls of registry.k8s.io are set in {crio.REGISTRIES_DROPIN}\n# [[registry]]\n"
+        '# prefix = "registry.k8s.io"\n# location = "registry.k8s.io"\n# [[registry.mirror]]\n'
+        '# location = "10.0.0.2:5000"\n[[registry]]\nprefix = "quay.io"\nlocation = "quay.io"\n'
+    )
+    restarted = next(c for c in calls if c["op"] == "crio_restarted")
+    assert [w.path for w in restarted["written"]] == [crio.REGISTRIES_DROPIN, later, crio.DROPIN]
+    assert len(restarted["registries"]) == 2  # a change of either is a reload
+    merged = registries_conf.merge(
+        [(crio.REGISTRIES_CONF, main), (crio.REGISTRIES_DROPIN, edited[crio.REGISTRIES_DROPIN]), (later, edited[later])]
+    )
+    assert registries_conf.registry_problems(merged, "registry.k8s.io/pause:3.10", "10.0.0.2:5000") == []
+
+
 # --- registries.conf and its drop-ins, merged as containers-registries.conf.d(5) says ---------------------
 
 
 def test_each_registries_file_is_parsed_on_its_own_so_two_with_aliases_merge():
     main = '[aliases]\n"busybox" = "docker.io/library/busybox"\n"x" = "quay.io/x"\n'
     dropin = '[aliases]\n"pause" = "registry.k8s.io/pause"\n"x" = ""\n'
-    merged = readers.registries_conf([("/etc/containers/registries.conf", main), ("/d/10.conf", dropin)])
+    merged = registries_conf.merge([("/etc/containers/registries.conf", main), ("/d/10.conf", dropin)])
     assert merged.aliases == {
         "busybox": ("docker.io/library/busybox", "/etc/containers/registries.conf"),
         "pause": ("registry.k8s.io/pause", "/d/10.conf"),
@@ -248,15 +284,15 @@ def test_a_later_table_with_the_same_prefix_replaces_the_entry_whole_and_search_
         'location = "registry.k8s.io"\n[[registry.mirror]]\nlocation = "10.0.0.2:5000"\n'
     )
     main = 'unqualified-search-registries = ["quay.io", "docker.io"]\n'
-    merged = readers.registries_conf([("/main", main), ("/d/90-podinfra.conf", ours), ("/d/99-fallback.conf", later)])
+    merged = registries_conf.merge([("/main", main), ("/d/90-podinfra.conf", ours), ("/d/99-fallback.conf", later)])
     assert merged.search == (["docker.io"], "/d/99-fallback.conf")
-    assert readers.registry_problems(merged, PAUSE, "10.0.0.2:5000") == [
+    assert registries_conf.registry_problems(merged, PAUSE, "10.0.0.2:5000") == [
         "/d/99-fallback.conf: [[registry]] prefix 'registry.k8s.io' lets pulls of registry.k8s.io/pause:3.10 go to "
         "registry.k8s.io"
     ]
-    alone = readers.registries_conf([("/main", main), ("/d/90-podinfra.conf", ours)])
-    assert readers.registry_problems(alone, PAUSE, "10.0.0.2:5000") == []
-    assert readers.physical(alone, PAUSE) == "10.0.0.2:5000/pause:3.10"
+    alone = registries_conf.merge([("/main", main), ("/d/90-podinfra.conf", ours)])
+    assert registries_conf.registry_problems(alone, PAUSE, "10.0.0.2:5000") == []
+    assert registries_conf.physical(alone, PAUSE) == "10.0.0.2:5000/pause:3.10"
 
 
 def test_blocked_upstream_with_mirrors_is_mirror_only_and_the_longest_prefix_wins():
@@ -264,21 +300,21 @@ def test_blocked_upstream_with_mirrors_is_mirror_only_and_the_longest_prefix_win
         '[[registry]]\nprefix = "registry.k8s.io"\nlocation = "registry.k8s.io"\nblocked = true\n'
         '[[registry.mirror]]\nlocation = "10.0.0.2:5000/k8s"\n'
     )
-    merged = readers.registries_conf([("/r", blocked)])
-    assert readers.registry_problems(merged, PAUSE, "10.0.0.2:5000") == []
-    assert readers.physical(merged, PAUSE) == "10.0.0.2:5000/k8s/pause:3.10"
+    merged = registries_conf.merge([("/r", blocked)])
+    assert registries_conf.registry_problems(merged, PAUSE, "10.0.0.2:5000") == []
+    assert registries_conf.physical(merged, PAUSE) == "10.0.0.2:5000/k8s/pause:3.10"
     longer = blocked + '[[registry]]\nprefix = "registry.k8s.io/pause"\nlocation = "quay.io/pause"\n'
-    found = readers.registry_problems(readers.registries_conf([("/r", longer)]), PAUSE, "10.0.0.2:5000")
+    found = registries_conf.registry_problems(registries_conf.merge([("/r", longer)]), PAUSE, "10.0.0.2:5000")
     assert found == [
         "/r: [[registry]] prefix 'registry.k8s.io/pause' lets pulls of registry.k8s.io/pause:3.10 go to quay.io/pause"
     ]
-    assert readers.registry_problems(readers.registries_conf([("/r", "")]), PAUSE, "r:1")[0].startswith(
+    assert registries_conf.registry_problems(registries_conf.merge([("/r", "")]), PAUSE, "r:1")[0].startswith(
         "no [[registry]]"
     )
 
 
 def test_a_broken_or_v1_dropin_is_named():
-    merged = readers.registries_conf(
+    merged = registries_conf.merge(
         [("/main", ""), ("/d/a.conf", "[[registry]\n"), ("/d/b.conf", "[registries.search]\n")]
     )
     assert [p.split(" ")[0] for p in merged.problems] == ["/d/a.conf", "/d/b.conf"]

@@ -16,7 +16,8 @@ from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringComman
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.files import File, FileContents, Sha256File
 
-from podinfra.data.shares import count_or_share, of_fleet
+from podinfra.data.fields import count_or_share
+from podinfra.data.shares import of_fleet
 from podinfra.node import facts, operations
 from podinfra.node import restart as restarts
 from podinfra.node.containerd import daemon

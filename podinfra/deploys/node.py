@@ -185,6 +185,17 @@ def crio(settings: NodeData, image: str, socket: str) -> None:
     pause_image from its drop-in (later drop-ins that set it commented out, naming podinfra's), and holds
     the pause image."""
     registry = settings.local_registry
+    location = f"{registry}/{settings.registry_prefix}" if settings.registry_prefix else registry
+    ours = crio_files.registries_conf([u for u in settings.mirrored_registries if u != registry], location)
+    found: list[tuple[str, str]] = host.get_fact(CrioRegistriesFiles)
+    files = registries_conf.with_file(found, crio_files.REGISTRIES_DROPIN, ours)
+    wanted = list(registries_conf.references(image, settings.mirrored_registries, registry).values())
+    try:
+        # Where a table of another file decides (the same prefix read later, or a longer one), ours is not read.
+        overrides = registries_conf.overriding(files, wanted, registry, crio_files.REGISTRIES_DROPIN)
+    except ConfigError as e:
+        failed(name="CRI-O registries", reason=str(e))
+        return
     if settings.ca:
         config_file(name="Registry CA for CRI-O", path=crio_files.ca_path(registry), content=settings.ca.read_text())
     auth = None
@@ -199,9 +210,6 @@ def crio(settings: NodeData, image: str, socket: str) -> None:
             mode="0600",
             secrets=[password, token],
         )
-    location = f"{registry}/{settings.registry_prefix}" if settings.registry_prefix else registry
-    mirrors = [upstream for upstream in settings.mirrored_registries if upstream != registry]
-    ours = crio_files.registries_conf(mirrors, location)
     registries = [
         config_file(
             name="CRI-O registries: mirrored registries at the local registry only",
@@ -210,16 +218,10 @@ def crio(settings: NodeData, image: str, socket: str) -> None:
         )
     ]
     written = [Written(registries[0], crio_files.REGISTRIES_DROPIN, backup_path(crio_files.REGISTRIES_DROPIN))]
-    found: list[tuple[str, str]] = host.get_fact(CrioRegistriesFiles)
-    files = registries_conf.with_file(found, crio_files.REGISTRIES_DROPIN, ours)
-    wanted = list(registries_conf.references(image, settings.mirrored_registries, registry).values())
-    for path, prefixes in registries_conf.overriding(files, wanted, registry, crio_files.REGISTRIES_DROPIN).items():
-        # Where a table of another file decides (the same prefix read later, or a longer one), ours is not read.
+    for path, (prefixes, text) in overrides.items():
         registries.append(
             config_file(
-                name=f"{path}: [[registry]] {', '.join(prefixes)} left to podinfra's drop-in",
-                path=path,
-                content=registries_conf.without_tables(dict(files)[path], prefixes, crio_files.REGISTRIES_DROPIN),
+                name=f"{path}: [[registry]] {', '.join(prefixes)} left to podinfra's drop-in", path=path, content=text
             )
         )
         written.append(Written(registries[-1], path, backup_path(path)))

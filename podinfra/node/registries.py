@@ -7,17 +7,20 @@ check 3 to say where a pull goes. Pure functions, no I/O.
 >>> ours = '[[registry]]\\nprefix = "registry.k8s.io"\\nlocation = "10.0.0.2:5000"\\n'
 >>> later = '[[registry]]\\nprefix = "registry.k8s.io"\\nlocation = "registry.k8s.io"\\n'
 >>> files = [("/etc/containers/registries.conf", ""), ("/d/90-podinfra.conf", ours), ("/d/99-x.conf", later)]
->>> overriding(files, ["registry.k8s.io/pause:3.10"], "10.0.0.2:5000", own="/d/90-podinfra.conf")
-{'/d/99-x.conf': ['registry.k8s.io']}
+>>> overriding(files, ["registry.k8s.io/pause:3.10"], "10.0.0.2:5000", own="/d/90-podinfra.conf")["/d/99-x.conf"][0]
+['registry.k8s.io']
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from podinfra.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -138,35 +141,45 @@ def physical(merged: RegistriesConf, reference: str) -> str:
 
 
 def with_file(files: Sequence[tuple[str, str]], path: str, text: str) -> list[tuple[str, str]]:
-    """`files` (registries.conf first, then its drop-ins) with `path` holding `text`, in the order
-    containers/image reads them: drop-ins by name, bytewise."""
-    main, dropins = list(files[:1]), {p: t for p, t in files[1:]}
-    dropins[path] = text
-    return main + sorted(dropins.items(), key=lambda item: item[0].encode())
+    """`files` with `path` holding `text`, in the order containers/image reads them: registries.conf (where
+    there is one), then the drop-ins of `path`'s directory by name, bytewise."""
+    texts = dict(files)
+    texts[path] = text
+    directory = posixpath.dirname(path)
+    return sorted(texts.items(), key=lambda item: (posixpath.dirname(item[0]) == directory, item[0].encode()))
 
 
 def overriding(
     files: Sequence[tuple[str, str]], wanted: Sequence[str], registry: str, own: str
-) -> dict[str, list[str]]:
+) -> dict[str, tuple[list[str], str]]:
     """The files whose ``[[registry]]`` tables, rather than podinfra's drop-in `own`, decide a pull of one of
-    `wanted` and let it go elsewhere than `registry`: path -> the prefixes of those tables. Commenting them
-    out (:func:`without_tables`) leaves each pull to `own`, or to a table that also sends it to `registry`."""
-    found: dict[str, list[str]] = {}
-    files = list(files)
+    `wanted` and let it go elsewhere than `registry`: path -> (the prefixes of those tables, the file's text
+    with them commented out by :func:`without_tables`). With those texts each pull is left to `own`, or to
+    a table that also sends it to `registry`. ConfigError names a table that cannot be commented out (not
+    written as a ``[[registry]]`` header and its lines).
+    """
+    found: dict[str, tuple[list[str], str]] = {}
+    texts = dict(files)
     while True:
-        merged = merge(files)
+        merged = merge(list(texts.items()))
         wrong = [
-            (found_in[2], found_in[0])
+            (deciding[2], deciding[0])
             for reference in wanted
-            if (found_in := merged.entry_for(reference))
-            and found_in[2] != own
-            and _table_problem(reference, registry, *found_in)
+            if (deciding := merged.entry_for(reference))
+            and deciding[2] != own
+            and _table_problem(reference, registry, *deciding)
         ]
         if not wrong:
             return found
         path, prefix = wrong[0]
-        found.setdefault(path, []).append(prefix)
-        files = [(p, without_tables(t, [prefix], own) if p == path else t) for p, t in files]
+        edited = without_tables(texts[path], [prefix], own)
+        if edited == texts[path]:
+            raise ConfigError(
+                f"{path}: its [[registry]] of prefix {prefix!r} sends pulls past {registry}, and podinfra cannot "
+                f"comment it out (not a [[registry]] header with its keys below): remove it, or send it to {registry}"
+            )
+        texts[path] = edited
+        found[path] = ([*found.get(path, ([], ""))[0], prefix], edited)
 
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$")

@@ -127,7 +127,7 @@ def deployed(
 
         return record
 
-    for name in ("config_file", "crio_restarted", "crio_pause_pulled"):
+    for name in ("config_file", "crio_restarted", "crio_pause_pulled", "failed"):
         monkeypatch.setattr(node_deploy, name, recorder(name))
     monkeypatch.setattr(node_deploy, "rollout", lambda allowed, batch: restart.Rollout(allowed, batch))
     monkeypatch.setattr(node_deploy, "_fleet", lambda: 1)
@@ -261,6 +261,16 @@ def test_a_registries_table_that_would_decide_instead_of_podinfras_is_commented_
         [(crio.REGISTRIES_CONF, main), (crio.REGISTRIES_DROPIN, edited[crio.REGISTRIES_DROPIN]), (later, edited[later])]
     )
     assert registries_conf.registry_problems(merged, "registry.k8s.io/pause:3.10", "10.0.0.2:5000") == []
+
+
+def test_a_registries_table_podinfra_cannot_comment_out_fails_the_node_before_anything_is_written(
+    monkeypatch, settings
+):
+    inline = 'registry = [{prefix = "registry.k8s.io", location = "registry.k8s.io"}]\n'
+    later = "/etc/containers/registries.conf.d/99-inline.conf"
+    calls = deployed(monkeypatch, settings, [], [(crio.REGISTRIES_CONF, ""), (later, inline)])
+    assert [c["op"] for c in calls] == ["failed"]
+    assert calls[0]["reason"].startswith(f"{later}: its [[registry]] of prefix 'registry.k8s.io' sends pulls past")
 
 
 # --- registries.conf and its drop-ins, merged as containers-registries.conf.d(5) says ---------------------

@@ -125,16 +125,18 @@ FILES_PROBE = (
 
 def files_from_output(output: str) -> list[tuple[str, str]]:
     """(path, text) of each file in `FILES_PROBE` output, in the order CRI-O reads them."""
-    return in_read_order(_marked(output, _MARK))
+    return in_read_order(marked(output, _MARK))
 
 
 def registries_from_output(output: str) -> list[tuple[str, str]]:
     """(path, text) of each file in `REGISTRIES_PROBE` output: registries.conf, then its drop-ins in the
     order containers/image reads them (the probe lists them so)."""
-    return list(_marked(output, REGISTRIES_MARK).items())
+    return list(marked(output, REGISTRIES_MARK).items())
 
 
-def _marked(output: str, mark: str) -> dict[str, str]:
+def marked(output: str, mark: str) -> dict[str, str]:
+    """`output` cut into sections, each begun by a line ``MARK NAME``: name -> its text (empty where the
+    section has no line). The node suite's snapshot is cut the same way."""
     texts: dict[str, list[str]] = {}
     current = None
     for line in output.splitlines():
@@ -143,7 +145,7 @@ def _marked(output: str, mark: str) -> dict[str, str]:
             texts[current] = []
         elif current is not None:
             texts[current].append(line)
-    return {path: "\n".join(lines) + "\n" for path, lines in texts.items()}
+    return {path: "\n".join(lines) + ("\n" if lines else "") for path, lines in texts.items()}
 
 
 def in_read_order(texts: dict[str, str]) -> list[tuple[str, str]]:

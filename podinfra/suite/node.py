@@ -77,15 +77,7 @@ def snapshot_script(expect: catalogue.Expectations) -> str:
 
 def sections(output: str) -> dict[str, str]:
     """The snapshot's output by section (a file that does not exist has an empty section)."""
-    found: dict[str, list[str]] = {}
-    current = None
-    for line in output.splitlines():
-        if line.startswith(MARK):
-            current = line[len(MARK) :]
-            found[current] = []
-        elif current is not None:
-            found[current].append(line)
-    return {key: "\n".join(lines) + ("\n" if lines else "") for key, lines in found.items()}
+    return crio.marked(output, MARK)
 
 
 @dataclass

@@ -45,17 +45,24 @@ def test_runtime_answers_on_its_cri_socket(node: Node, cri: CRI, record: CheckRe
         record.remediation = f"Upgrade containerd on this node to 2.x before it runs Kubernetes {kubernetes}."
 
 
+def crio_verdict(record: CheckResult, found: tuple[str, str, list[str]], remediation: str) -> None:
+    """Record a CRI-O check's (expected, actual, problems), with `remediation` where there are problems."""
+    record.expected, record.actual, problems = found
+    if problems:
+        record.remediation = remediation
+    assert not problems, record.actual
+
+
 @pytest.mark.check("2")
 def test_running_runtime_uses_the_sandbox_image(node: Node, cri: CRI, record: CheckResult) -> None:
     expect = node.expect
     if node.runtime == "cri-o":
-        record.expected, record.actual, problems = crio_checks.pause_image(node)
-        if problems:
-            record.remediation = (
-                "Run deploys/node.py for this node: it writes pause_image in its crio.conf.d drop-in, comments it out "
-                "in drop-ins read after it, and reloads CRI-O."
-            )
-        assert not problems, record.actual
+        crio_verdict(
+            record,
+            crio_checks.pause_image(node),
+            "Run deploys/node.py for this node: it writes pause_image in its crio.conf.d drop-in, comments it out "
+            "in drop-ins read after it, and reloads CRI-O.",
+        )
         return
     shape = runtime_shape(node.version)
     path = dotted(shape.sandbox_path)
@@ -108,14 +115,13 @@ def test_mirror_config_sends_pulls_to_the_local_registry_only(node: Node, record
     settings = node.expect.settings
     paths = settings.hosts_toml
     if node.runtime == "cri-o":
-        record.expected, record.actual, problems = crio_checks.registries(node)
-        if problems:
-            record.remediation = (
-                "Run deploys/node.py for this node: it rewrites each mirrored registry to the local registry in "
-                "registries.conf.d (no mirror, no fallback) and puts the CA in /etc/containers/certs.d; a drop-in "
-                "with the same prefix read after podinfra's replaces its entry: remove it there."
-            )
-        assert not problems, record.actual
+        crio_verdict(
+            record,
+            crio_checks.registries(node),
+            "Run deploys/node.py for this node: it rewrites each mirrored registry to the local registry in "
+            "registries.conf.d (no mirror, no fallback), comments out the [[registry]] tables that would decide "
+            "instead (the same prefix read later, a longer prefix), and puts the CA in /etc/containers/certs.d.",
+        )
         return
     shape = runtime_shape(node.version)
     certs = settings.containerd_certs_dir

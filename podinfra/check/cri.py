@@ -254,11 +254,15 @@ class Runtime:
             timeout=self.timeout,
         )
 
-    def remove_sandbox(self, sandbox_id: str, tries: int = 3) -> None:
-        """Stop and remove the sandbox with its containers. Each container is stopped and removed first:
-        a container whose task was still starting when the sandbox stopped makes RemovePodSandbox fail
-        ("cannot delete running task"), so that is tried again."""
-        for attempt in range(tries):
+    def remove_sandbox(self, sandbox_id: str, within: float | None = None) -> None:
+        """Stop and remove the sandbox with its containers, asking again (backing off) for up to `within`
+        seconds (default: the runtime's timeout). Each container is stopped and removed first. A container
+        still being started (by a run that was killed in its StartContainer) cannot be removed yet
+        ("container is in starting state", "cannot delete running task"): that passes once the runtime
+        finishes the start, which takes longer on a busy node."""
+        deadline = time.monotonic() + (self.timeout if within is None else within)
+        pause = 0.1
+        while True:
             try:
                 for container in self.containers(sandbox_id):
                     self.stop_container(container)
@@ -274,9 +278,10 @@ class Runtime:
             except CRIError as error:
                 if error.code == "NOT_FOUND" and sandbox_id not in self.sandboxes():
                     break
-                if attempt == tries - 1:
+                if time.monotonic() + pause > deadline:
                     raise
-                time.sleep(0.5)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
         self._sandbox_configs.pop(sandbox_id, None)
 
     def containers(self, sandbox_id: str) -> list[str]:

@@ -270,14 +270,23 @@ class CRI:
     answer: tuple[str, str] = ("", "")
     error: str = ""
     removed_leftovers: int = 0
+    kept_leftovers: dict[str, str] = field(default_factory=dict)  # {sandbox id: why the runtime would not remove it}
     slow: bool = False  # the error is a deadline passed, not an answer
     limit: float = 0.0
 
     @property
     def leftovers_note(self) -> str:
         """What connecting removed, said in check 1 and in the terminal ('' when nothing)."""
-        count = self.removed_leftovers
-        return f"removed {count} probe sandbox(es) left by an interrupted run" if count else ""
+        said = [f"removed {self.removed_leftovers} probe sandbox(es) left by an interrupted run"] * bool(
+            self.removed_leftovers
+        )
+        if self.kept_leftovers:
+            first_id, why = next(iter(self.kept_leftovers.items()))
+            said.append(
+                f"could not remove {len(self.kept_leftovers)} probe sandbox(es) left by an interrupted run "
+                f"({first_id[:13]}: {why}); the next run tries again"
+            )
+        return "; ".join(said)
 
     def get(self) -> Runtime:
         if self.runtime is None:
@@ -301,10 +310,10 @@ def open_cri(node: Node, stack: ExitStack) -> CRI:
         stack.callback(runtime.close)
         answer = runtime.version()
         with probes.held_interrupts():
-            removed = probes.remove_leftovers(runtime)
+            removed, kept = probes.remove_leftovers(runtime)
     except CRIError as e:
         return CRI(None, socket, error=f"{socket}: {e}", slow=waits.is_slow(e), limit=limit)
-    return CRI(runtime, socket, answer, removed_leftovers=len(removed))
+    return CRI(runtime, socket, answer, removed_leftovers=len(removed), kept_leftovers=kept)
 
 
 def require(done: dict[str, catalogue.CheckResult], record: catalogue.CheckResult, ids: tuple[str, ...]) -> None:

@@ -34,12 +34,17 @@ def leftovers(runtime: Runtime) -> list[str]:
     return runtime.sandboxes(namespace=PROBE_NAMESPACE, labels=PROBE_LABELS)
 
 
-def remove_leftovers(runtime: Runtime) -> list[str]:
-    """Remove probe sandboxes an earlier, interrupted run left (Ready or not); returns their ids."""
-    found = leftovers(runtime)
-    for sandbox_id in found:
-        runtime.remove_sandbox(sandbox_id)
-    return found
+def remove_leftovers(runtime: Runtime) -> tuple[list[str], dict[str, str]]:
+    """Remove probe sandboxes an earlier, interrupted run left (Ready or not): (ids removed, {id: why not}
+    for those the runtime would not remove within its timeout)."""
+    removed, kept = [], {}
+    for sandbox_id in leftovers(runtime):
+        try:
+            runtime.remove_sandbox(sandbox_id)
+            removed.append(sandbox_id)
+        except CRIError as error:
+            kept[sandbox_id] = str(error)
+    return removed, kept
 
 
 def _hold(signum: int, frame: FrameType | None) -> None:

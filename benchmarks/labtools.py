@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
@@ -135,9 +137,20 @@ def ensure_lab(name: str, nodes: int, subnet: str, upstream_port: int, container
             must(run([PYINFRA, "-y", INVENTORY, f"deploys/{deploy}.py"], lab.env), f"deploys/{deploy}.py")
     except Exception:
         if brought_up:
+            keep_consoles(name)
             lab_down(name)
         raise
     return lab
+
+
+def keep_consoles(name: str, where: str | None = None) -> None:
+    """Copy the lab's node console logs out before it goes down: a failed `lab up` names them as the evidence."""
+    logs = sorted((STATE_ROOT / name / "nodes").glob("*/console.log"))
+    if logs:
+        kept = Path(tempfile.mkdtemp(prefix=f"podinfra-bench-{name}-consoles-", dir=where))
+        for log in logs:
+            shutil.copyfile(log, kept / f"{log.parent.name}.log")
+        progress(f"console logs of lab {name}'s {len(logs)} nodes kept in {kept}")
 
 
 @contextlib.contextmanager

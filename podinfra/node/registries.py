@@ -51,8 +51,8 @@ def prefix_matches(reference: str, prefix: str) -> bool:
 
 
 def merge(files: Sequence[tuple[str, str]]) -> RegistriesConf:
-    """Merge `files` ((path, text): registries.conf first, then each ``registries.conf.d/*.conf`` in name
-    order), each parsed on its own.
+    """Merge `files` ((path, text): registries.conf first where there is one, then each
+    ``registries.conf.d/*.conf`` in name order), each parsed on its own. Only registries.conf may be v1.
 
     >>> merged = merge([("a", '[aliases]\\nx = "r/x"\\n'), ("b", '[aliases]\\ny = "r/y"\\n')])
     >>> sorted(merged.aliases)
@@ -62,13 +62,13 @@ def merge(files: Sequence[tuple[str, str]]) -> RegistriesConf:
     aliases: dict[str, tuple[str, str]] = {}
     search: tuple[list[str], str | None] = ([], None)
     problems = []
-    for index, (path, text) in enumerate(files):
+    for path, text in files:
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             problems.append(f"{path} is not TOML ({e}): every pull fails")
             continue
-        if index > 0 and "registries" in doc:
+        if "registries" in doc and posixpath.basename(path) != "registries.conf":
             problems.append(f"{path} is in v1 format ([registries.*]): a drop-in must be v2, every pull fails")
         own: dict[str, tuple[dict[str, Any], str]] = {}
         for table in doc.get("registry", []):

@@ -41,3 +41,18 @@ def test_speed_words() -> None:
     assert readme.speed(1.0, 2.0) == "2.0x faster"
     assert readme.speed(3.0, 1.0) == "3.0x slower"
     assert readme.speed(0.5, 2.0, ("less", "more")) == "4.0x less"
+
+
+def test_a_failed_lab_up_keeps_the_console_logs_it_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import labtools
+
+    for node in ("node1", "node2"):
+        (tmp_path / "fleet" / "nodes" / node).mkdir(parents=True)
+        (tmp_path / "fleet" / "nodes" / node / "console.log").write_text(f"{node}: 219/CGROUP\n")
+    said: list[str] = []
+    monkeypatch.setattr(labtools, "STATE_ROOT", tmp_path)
+    monkeypatch.setattr(labtools, "progress", said.append)
+    labtools.keep_consoles("fleet", where=str(tmp_path))
+    (kept,) = tmp_path.glob("podinfra-bench-fleet-consoles-*")
+    assert (kept / "node2.log").read_text() == "node2: 219/CGROUP\n"
+    assert said == [f"console logs of lab fleet's 2 nodes kept in {kept}"]

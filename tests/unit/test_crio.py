@@ -329,6 +329,9 @@ def test_a_broken_or_v1_dropin_is_named():
     )
     assert [p.split(" ")[0] for p in merged.problems] == ["/d/a.conf", "/d/b.conf"]
     assert "every pull fails" in merged.problems[0] and "v1 format" in merged.problems[1]
+    assert not registries_conf.merge([("/etc/containers/registries.conf", "[registries.search]\n")]).problems
+    alone = registries_conf.merge([("/d/a.conf", "[registries.search]\n")])  # no registries.conf on the node
+    assert alone.problems and alone.problems[0].startswith("/d/a.conf is in v1 format")
 
 
 # --- checks 2, 3, 5, 6, 7 on a CRI-O node ----------------------------------------------------------------

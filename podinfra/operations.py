@@ -6,6 +6,7 @@ from podinfra.operations import config_file, pause_pinned
 
 from podinfra.node.operations import (
     config_file,
+    crio_old_pause_released,
     crio_pause_pulled,
     failed,
     image_mirrored,
@@ -18,6 +19,7 @@ from podinfra.node.restart import containerd_restarted, crio_restarted
 __all__ = [
     "config_file",
     "containerd_restarted",
+    "crio_old_pause_released",
     "crio_pause_pulled",
     "crio_restarted",
     "failed",

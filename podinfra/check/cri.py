@@ -17,7 +17,7 @@ import json
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,8 @@ from typing import Any
 import grpc
 from cri_api.v1 import api_pb2 as cri
 from cri_api.v1 import api_pb2_grpc as cri_grpc
+
+from podinfra.node.crio import sandbox_pause
 
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 CRIO_SOCKET = "/var/run/crio/crio.sock"
@@ -85,23 +87,6 @@ def forwarded_socket(
             else:
                 forward.terminate()
                 forward.wait()
-
-
-def sandbox_pause(info: Mapping[str, Any]) -> tuple[str, int]:
-    """(pause image, infra pid) of a sandbox from its verbose status ``info``: CRI-O without an infra
-    container (``drop_infra_ctr``, a sandbox sharing no PID namespace) has only its spec, whose
-    annotation ``io.kubernetes.cri-o.Image`` still names the pause image; pid 0 then.
-
-    >>> sandbox_pause({"runtimeSpec": {"annotations": {"io.kubernetes.cri-o.Image": "r/pause:3.10"}}})
-    ('r/pause:3.10', 0)
-    """
-    image = str(info.get("image") or "")
-    if not image:
-        spec = info.get("runtimeSpec")
-        annotations = spec.get("annotations", {}) if isinstance(spec, dict) else {}
-        image = str(annotations.get("io.kubernetes.cri-o.Image", "")) if isinstance(annotations, dict) else ""
-    pid = info.get("pid", 0)
-    return image, int(pid) if isinstance(pid, int) else 0
 
 
 @dataclass

@@ -24,7 +24,8 @@ binary installed; both running and no cri_socket: refused):
   ``pause_image``, and a ``registries.conf.d`` entry rewriting each mirrored registry to the local
   registry (no fallback). A later drop-in that sets those keys has them commented out. CRI-O reloads
   (pause_image, registries.conf) or restarts (global_auth_file), in batches, must then run those values
-  (``crio status config``), or the files go back and the node fails; then it pulls the pause image.
+  (``crio status config``), or the files go back and the node fails; then it pulls the pause image, and
+  an older pause no sandbox was made from is removed where ``old_pause`` is "remove" (CRI-O unpins it itself).
 - the pause image pre-pulled into ``k8s.io`` and labelled pinned, so image GC keeps it; an older
   pause no container uses any more unpinned (``old_pause``);
 - where a kubelet is installed (or ``kubelet_flags_create``), its flags file:
@@ -65,6 +66,7 @@ from podinfra.node.facts import ContainerdDaemon, CrioConfigFiles, CrioRegistrie
 from podinfra.node.operations import (
     backup_path,
     config_file,
+    crio_old_pause_released,
     crio_pause_pulled,
     failed,
     old_pause_released,
@@ -253,6 +255,9 @@ def crio(settings: NodeData, image: str, socket: str) -> None:
         _parallel=_batch(settings),
     )
     crio_pause_pulled(name=f"{image} pulled by CRI-O", image=image, socket=socket)
+    crio_old_pause_released(
+        name="older pause images released once unused", image=image, policy=settings.old_pause, socket=socket
+    )
 
 
 def kubelet(settings: NodeData, image: str) -> None:

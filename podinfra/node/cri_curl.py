@@ -13,6 +13,7 @@ trailers, or in the headers of a reply that has no body.
 from __future__ import annotations
 
 import base64
+import json
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +21,11 @@ from urllib.parse import unquote
 
 from cri_api.v1 import api_pb2 as cri
 
+from podinfra.node.crio import sandbox_pause
+
 BODY = "--- body"
 IMAGES = "runtime.v1.ImageService"
+RUNTIME = "runtime.v1.RuntimeService"
 
 
 class CRICallError(RuntimeError):
@@ -81,12 +85,46 @@ def image_status_command(socket: str, image: str) -> str:
     return command(socket, f"{IMAGES}/ImageStatus", cri.ImageStatusRequest(image=cri.ImageSpec(image=image)))
 
 
+def _image(image: Any) -> ImageStatus:
+    return ImageStatus(image.id, tuple(image.repo_tags), tuple(image.repo_digests), bool(image.pinned))
+
+
 def image_status(lines: list[str]) -> ImageStatus | None:
     found = cri.ImageStatusResponse.FromString(reply(lines))
-    if not found.HasField("image") or not found.image.id:
-        return None
-    image = found.image
-    return ImageStatus(image.id, tuple(image.repo_tags), tuple(image.repo_digests), bool(image.pinned))
+    return _image(found.image) if found.HasField("image") and found.image.id else None
+
+
+def list_images_command(socket: str) -> str:
+    return command(socket, f"{IMAGES}/ListImages", cri.ListImagesRequest())
+
+
+def images(lines: list[str]) -> list[ImageStatus]:
+    return [_image(image) for image in cri.ListImagesResponse.FromString(reply(lines)).images]
+
+
+def remove_image_command(socket: str, image_id: str) -> str:
+    return command(socket, f"{IMAGES}/RemoveImage", cri.RemoveImageRequest(image=cri.ImageSpec(image=image_id)))
+
+
+def sandboxes_command(socket: str) -> str:
+    return command(socket, f"{RUNTIME}/ListPodSandbox", cri.ListPodSandboxRequest())
+
+
+def sandboxes(lines: list[str]) -> list[str]:
+    """The ids of every pod sandbox, whatever its state."""
+    return [s.id for s in cri.ListPodSandboxResponse.FromString(reply(lines)).items]
+
+
+def sandbox_image_command(socket: str, sandbox_id: str) -> str:
+    return command(
+        socket, f"{RUNTIME}/PodSandboxStatus", cri.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=True)
+    )
+
+
+def sandbox_image(lines: list[str]) -> str:
+    """The pause image a sandbox was made from (its verbose status: the infra container's, or its spec's)."""
+    info = json.loads(cri.PodSandboxStatusResponse.FromString(reply(lines)).info.get("info", "{}"))
+    return sandbox_pause(info)[0]
 
 
 def pull_command(socket: str, image: str, timeout: int = 300) -> str:

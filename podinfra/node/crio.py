@@ -15,7 +15,7 @@ import base64
 import json
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,3 +241,20 @@ def running_config(text: str) -> dict[str, Any] | None:
     except tomllib.TOMLDecodeError:
         return None
     return image if isinstance(image, dict) else None
+
+
+def sandbox_pause(info: Mapping[str, Any]) -> tuple[str, int]:
+    """(pause image, infra pid) of a sandbox from its verbose status ``info``: CRI-O without an infra
+    container (``drop_infra_ctr``, a sandbox sharing no PID namespace) has only its spec, whose
+    annotation ``io.kubernetes.cri-o.Image`` still names the pause image; pid 0 then.
+
+    >>> sandbox_pause({"runtimeSpec": {"annotations": {"io.kubernetes.cri-o.Image": "r/pause:3.10"}}})
+    ('r/pause:3.10', 0)
+    """
+    image = str(info.get("image") or "")
+    if not image:
+        spec = info.get("runtimeSpec")
+        annotations = spec.get("annotations", {}) if isinstance(spec, dict) else {}
+        image = str(annotations.get("io.kubernetes.cri-o.Image", "")) if isinstance(annotations, dict) else ""
+    pid = info.get("pid", 0)
+    return image, int(pid) if isinstance(pid, int) else 0

@@ -113,6 +113,45 @@ class CrioImage(FactBase[cri_curl.ImageStatus | None]):
             return None  # CRI-O does not answer (yet): the pull that follows says why, if it still does not
 
 
+class CrioImages(FactBase[list[cri_curl.ImageStatus]]):
+    """Every image CRI-O's image service lists (over its CRI socket)."""
+
+    def requires_command(self, socket: str = crio.SOCKET) -> str:
+        return "curl"
+
+    def command(self, socket: str = crio.SOCKET) -> str:
+        return cri_curl.list_images_command(socket)
+
+    def process(self, output: list[str]) -> list[cri_curl.ImageStatus]:
+        return cri_curl.images(output)
+
+
+class CrioSandboxes(FactBase[list[str]]):
+    """The ids of CRI-O's pod sandboxes, whatever their state."""
+
+    def requires_command(self, socket: str = crio.SOCKET) -> str:
+        return "curl"
+
+    def command(self, socket: str = crio.SOCKET) -> str:
+        return cri_curl.sandboxes_command(socket)
+
+    def process(self, output: list[str]) -> list[str]:
+        return cri_curl.sandboxes(output)
+
+
+class CrioSandboxImage(FactBase[str]):
+    """The pause image a CRI-O pod sandbox was made from."""
+
+    def requires_command(self, sandbox_id: str, socket: str = crio.SOCKET) -> str:
+        return "curl"
+
+    def command(self, sandbox_id: str, socket: str = crio.SOCKET) -> str:
+        return cri_curl.sandbox_image_command(socket, sandbox_id)
+
+    def process(self, output: list[str]) -> str:
+        return cri_curl.sandbox_image(output)
+
+
 class ContainerdDaemon(FactBase[daemon.Daemon | None]):
     """The running containerd: its PID and start time, the config file it was started with, the files
     merged into that config with their mtimes, and the effective config (``config dump``)."""

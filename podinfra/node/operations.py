@@ -40,7 +40,14 @@ from podinfra.images.reference import Reference, cri_name, under
 from podinfra.images.registry import RegistryClient
 from podinfra.node import cri_curl, crio
 from podinfra.node.containerd import ctr
-from podinfra.node.facts import ContainerdImages, ContainerImages, CrioImage
+from podinfra.node.facts import (
+    ContainerdImages,
+    ContainerImages,
+    CrioImage,
+    CrioImages,
+    CrioSandboxes,
+    CrioSandboxImage,
+)
 from podinfra.table import plural
 
 BACKUP = ".podinfra-backup"
@@ -193,6 +200,56 @@ def _crio_pull(state: State, host: Host, image: str, socket: str) -> bool:
         cri_curl.pulled(output.stdout_lines)
     except cri_curl.CRICallError as e:
         return _fail(state, host, f"CRI-O could not pull {image}: {e}")
+    return True
+
+
+@operation()
+def crio_old_pause_released(image: str, policy: str = "unpin", socket: str = crio.SOCKET) -> Generator[Any]:
+    """After an upgrade: the other pause images CRI-O holds. CRI-O pins only its running pause_image (and
+    ``pinned_images``), so "unpin" is its own doing; "remove" removes each one that no pod sandbox was
+    made from (RemoveImage over the CRI socket); "keep" leaves them.
+
+    **Example:**
+
+    .. code:: python
+
+        crio_old_pause_released(name="old pause removed", image="registry.k8s.io/pause:3.10.1", policy="remove")
+    """
+    if policy == "keep":
+        host.noop("old pause images are kept (old_pause: keep)")
+        return
+    current = cri_name(image)
+    stored: list[cri_curl.ImageStatus] = host.get_fact(CrioImages, socket=socket)
+    now = {i.id for i in stored if current in i.repo_tags}
+    old = [
+        i
+        for i in stored
+        if i.id not in now and any(ctr.repository(tag).rsplit("/", 1)[-1] == "pause" for tag in i.repo_tags)
+    ]
+    if not old:
+        host.noop("no other pause image")
+        return
+    if policy == "unpin":
+        for i in old:
+            pinned = "still pinned (CRI-O's pinned_images names it)" if i.pinned else "unpinned by CRI-O itself"
+            host.noop(f"{i.repo_tags[0]}: {pinned}")
+        return
+    sandboxes: list[str] = host.get_fact(CrioSandboxes, socket=socket)
+    used = {host.get_fact(CrioSandboxImage, sandbox_id=sandbox, socket=socket) for sandbox in sandboxes}
+    for i in old:
+        if used & {i.id, *i.repo_tags, *i.repo_digests}:
+            host.noop(f"{i.repo_tags[0]} is still the pause of pod sandboxes: kept")
+        else:
+            yield FunctionCommand(_crio_remove, (i.id, i.repo_tags[0], socket), {})
+
+
+def _crio_remove(state: State, host: Host, image_id: str, name: str, socket: str) -> bool:
+    command = StringCommand(cri_curl.remove_image_command(socket, image_id))
+    _, output = host.run_shell_command(command, print_output=False)
+    try:
+        cri_curl.reply(output.stdout_lines)
+    except cri_curl.CRICallError as e:
+        return _fail(state, host, f"CRI-O could not remove the old pause {name}: {e}")
     return True
 
 

@@ -268,3 +268,35 @@ def test_a_registries_conf_that_allows_fallback_fails_check_3_by_name_and_the_de
         assert changes(deployed(fleet, "node")) == []
     finally:
         ssh(config, "node2", f"rm -f {fallback} {fallback}.podinfra-backup")
+
+
+def test_old_pause_remove_removes_the_old_pause_once_no_sandbox_was_made_from_it(fleet, config):
+    """An upgrade to Kubernetes 1.35 (pause 3.10.1) with old_pause: remove. A pod made from pause:3.10 (its infra
+    container running) keeps it; once the pod is gone, the next deploy removes it, and the one after changes
+    nothing."""
+    new, remove = "registry.k8s.io/pause:3.10.1", ("--data", "old_pause=remove")
+    deployed(fleet, "mirror", "1.35")
+    with forwarded_socket(config, "node2", crio.SOCKET) as target:
+        sandbox = Runtime(target).run_sandbox("old-pod", str(uuid.uuid4()), namespace="podinfra-test", share_pid=True)
+    try:
+        upgraded = deployed(fleet, "node", "1.35", *remove)
+        assert running_pause(config) == new
+        assert not [c for c in changes(upgraded) if "older pause" in c], changes(upgraded)
+        with forwarded_socket(config, "node2", crio.SOCKET) as target:
+            runtime = Runtime(target)
+            assert runtime.image_status(PAUSE) is not None, "a sandbox was made from it: kept"
+            assert runtime.image_status(new) is not None
+            runtime.remove_sandbox(sandbox)
+        released = deployed(fleet, "node", "1.35", *remove)
+        assert changes(released) == ["node2: older pause images released once unused"], changes(released)
+        with forwarded_socket(config, "node2", crio.SOCKET) as target:
+            runtime = Runtime(target)
+            assert runtime.image_status(PAUSE) is None and runtime.image_status(new) is not None
+        assert changes(deployed(fleet, "node", "1.35", *remove)) == []
+    finally:
+        with forwarded_socket(config, "node2", crio.SOCKET) as target:
+            runtime = Runtime(target)
+            if sandbox in runtime.sandboxes():
+                runtime.remove_sandbox(sandbox)
+        deployed(fleet, "node")  # back at 1.31 (pause:3.10 pulled again) for the tests after this one
+    assert running_pause(config) == PAUSE

@@ -12,7 +12,7 @@ import pytest
 from pyinfra.facts.files import Sha256File
 
 from podinfra.check import catalogue
-from podinfra.check.cri import ImageInfo, sandbox_pause
+from podinfra.check.cri import ImageInfo
 from podinfra.data import pki
 from podinfra.data.models import NodeData
 from podinfra.deploys import node as node_deploy
@@ -436,7 +436,7 @@ class FakeCRI:
             if self.share_pid
             else {"runtimeSpec": {"annotations": {"io.kubernetes.cri-o.Image": PAUSE}}}
         )
-        image, pid = sandbox_pause(info)
+        image, pid = crio.sandbox_pause(info)
         return SimpleNamespace(state="SANDBOX_READY", ip="10.88.0.5", image=image, pid=pid)
 
     def sandboxes(self, **_: Any) -> list[str]:
@@ -486,5 +486,5 @@ def test_check_7_makes_a_pid_sharing_sandbox_on_cri_o_and_says_so(settings, monk
 def test_a_dropped_infra_container_still_names_its_pause_image():
     # CRI-O's PodSandboxStatus(verbose) info for a sandbox without infra container: only the spec
     spoofed = {"runtimeSpec": {"annotations": {"io.kubernetes.cri-o.Image": PAUSE, "spoofed.crio.io": "true"}}}
-    assert sandbox_pause(spoofed) == (PAUSE, 0)
-    assert sandbox_pause({"image": PAUSE, "pid": 12, "runtimeSpec": {}}) == (PAUSE, 12)
+    assert crio.sandbox_pause(spoofed) == (PAUSE, 0)
+    assert crio.sandbox_pause({"image": PAUSE, "pid": 12, "runtimeSpec": {}}) == (PAUSE, 12)

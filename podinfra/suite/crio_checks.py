@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
+from podinfra.check.catalogue import CheckResult
 from podinfra.node import crio
 from podinfra.node import registries as registries_conf
 from podinfra.suite.node import Node
@@ -91,3 +92,11 @@ PROBE_CASE = (
     "proven on a PID-sharing sandbox: CRI-O runs pause only for those (drop_infra_ctr = true, its default, "
     "drops the infra container of the others)"
 )
+
+
+def verdict(record: CheckResult, found: tuple[str, str, list[str]], remediation: str) -> None:
+    """Record a CRI-O check's (expected, actual, problems), with `remediation` where there are problems."""
+    record.expected, record.actual, problems = found
+    if problems:
+        record.remediation = remediation
+    assert not problems, record.actual

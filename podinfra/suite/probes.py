@@ -28,6 +28,10 @@ from podinfra.check.cri import CRIError, Runtime
 UID_LABEL = "podinfra.io/probe-uid"
 BUSYBOX = "/bin/busybox"  # in the probe image (`podinfra probe-image`): static, so any image layout does
 _held: list[int] = []  # signals that arrived while held, in order
+KEPT_REMEDIATION = (
+    f"Run the check again once the node is less busy: it removes podinfra's own probe sandboxes (namespace "
+    f"{PROBE_NAMESPACE}) first. Read the runtime's log (journalctl -u containerd) if one stays."
+)
 
 
 def leftovers(runtime: Runtime) -> list[str]:

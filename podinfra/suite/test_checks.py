@@ -12,7 +12,7 @@ import hashlib
 import pytest
 
 from podinfra import versions
-from podinfra.check.catalogue import PROBE_NAMESPACE, CheckResult
+from podinfra.check.catalogue import CheckResult
 from podinfra.check.cri import CRIError
 from podinfra.node.containerd import ctr, hazards
 from podinfra.node.containerd.config import stale_keys
@@ -39,10 +39,7 @@ def test_runtime_answers_on_its_cri_socket(node: Node, cri: CRI, record: CheckRe
         record.actual += f" ({cri.leftovers_note})"
     if cri.kept_leftovers:  # the runtime answers; what is left is ours, not the node's fault
         record.warn(record.actual)
-        record.remediation = (
-            "Run the check again once the node is less busy; it removes podinfra's own probe sandboxes (namespace "
-            f"{PROBE_NAMESPACE}) first. Read the runtime's log (journalctl -u containerd) if one stays."
-        )
+        record.remediation = probes.KEPT_REMEDIATION
     if node.runtime == "containerd" and not versions.containerd_supported(kubernetes, node.version):
         record.warn(
             f"{record.actual}: Kubernetes {kubernetes} needs containerd 2.0 or later "
@@ -51,19 +48,11 @@ def test_runtime_answers_on_its_cri_socket(node: Node, cri: CRI, record: CheckRe
         record.remediation = f"Upgrade containerd on this node to 2.x before it runs Kubernetes {kubernetes}."
 
 
-def crio_verdict(record: CheckResult, found: tuple[str, str, list[str]], remediation: str) -> None:
-    """Record a CRI-O check's (expected, actual, problems), with `remediation` where there are problems."""
-    record.expected, record.actual, problems = found
-    if problems:
-        record.remediation = remediation
-    assert not problems, record.actual
-
-
 @pytest.mark.check("2")
 def test_running_runtime_uses_the_sandbox_image(node: Node, cri: CRI, record: CheckResult) -> None:
     expect = node.expect
     if node.runtime == "cri-o":
-        crio_verdict(
+        crio_checks.verdict(
             record,
             crio_checks.pause_image(node),
             "Run deploys/node.py for this node: it writes pause_image in its crio.conf.d drop-in, comments it out "
@@ -121,7 +110,7 @@ def test_mirror_config_sends_pulls_to_the_local_registry_only(node: Node, record
     settings = node.expect.settings
     paths = settings.hosts_toml
     if node.runtime == "cri-o":
-        crio_verdict(
+        crio_checks.verdict(
             record,
             crio_checks.registries(node),
             "Run deploys/node.py for this node: it rewrites each mirrored registry to the local registry in "

@@ -127,7 +127,7 @@ def deployed(
 
         return record
 
-    for name in ("config_file", "crio_restarted", "crio_pause_pulled", "failed"):
+    for name in ("config_file", "crio_restarted", "crio_pause_pulled", "crio_old_pause_released", "failed"):
         monkeypatch.setattr(node_deploy, name, recorder(name))
     monkeypatch.setattr(node_deploy, "rollout", lambda allowed, batch: restart.Rollout(allowed, batch))
     monkeypatch.setattr(node_deploy, "_fleet", lambda: 1)
@@ -154,12 +154,16 @@ def test_crio_gets_the_ca_and_credential_where_it_reads_them(monkeypatch, settin
     assert "/etc/podinfra/registry-ca.crt" not in written  # containerd's place, which CRI-O never reads
     restarted = next(c for c in calls if c["op"] == "crio_restarted")
     assert restarted["auth_file"] == crio.AUTH_FILE and restarted["image"] == PAUSE
-    assert calls[-1] == {
-        "op": "crio_pause_pulled",
-        "name": f"{PAUSE} pulled by CRI-O",
-        "image": PAUSE,
-        "socket": crio.SOCKET,
-    }
+    assert calls[-2:] == [
+        {"op": "crio_pause_pulled", "name": f"{PAUSE} pulled by CRI-O", "image": PAUSE, "socket": crio.SOCKET},
+        {
+            "op": "crio_old_pause_released",
+            "name": "older pause images released once unused",
+            "image": PAUSE,
+            "policy": "unpin",
+            "socket": crio.SOCKET,
+        },
+    ]
 
 
 def test_a_later_dropin_setting_pause_image_is_commented_out_and_can_be_rolled_back(monkeypatch, settings):

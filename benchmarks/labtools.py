@@ -137,7 +137,8 @@ def ensure_lab(name: str, nodes: int, subnet: str, upstream_port: int, container
             must(run([PYINFRA, "-y", INVENTORY, f"deploys/{deploy}.py"], lab.env), f"deploys/{deploy}.py")
     except Exception:
         if brought_up:
-            keep_consoles(name)
+            with contextlib.suppress(OSError):  # the lab goes down whatever becomes of its logs
+                keep_consoles(name)
             lab_down(name)
         raise
     return lab

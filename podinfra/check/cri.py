@@ -31,6 +31,7 @@ from podinfra.node.crio import sandbox_pause
 
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 CRIO_SOCKET = "/var/run/crio/crio.sock"
+GONE = ("DEADLINE_EXCEEDED", "UNAVAILABLE")  # a runtime that hangs or is gone: asking again does not help
 
 
 class CRIError(RuntimeError):
@@ -244,7 +245,8 @@ class Runtime:
         seconds (default: the runtime's timeout). Each container is stopped and removed first. A container
         still being started (by a run that was killed in its StartContainer) cannot be removed yet
         ("container is in starting state", "cannot delete running task"): that passes once the runtime
-        finishes the start, which takes longer on a busy node."""
+        finishes the start, which takes longer on a busy node. A runtime that hangs or is gone (`GONE`) is
+        not asked again."""
         deadline = time.monotonic() + (self.timeout if within is None else within)
         pause = 0.1
         while True:
@@ -263,7 +265,7 @@ class Runtime:
             except CRIError as error:
                 if error.code == "NOT_FOUND" and sandbox_id not in self.sandboxes():
                     break
-                if time.monotonic() + pause > deadline:
+                if error.code in GONE or time.monotonic() + pause > deadline:
                     raise
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)

@@ -113,8 +113,8 @@ class CrioImage(FactBase[cri_curl.ImageStatus | None]):
             return None  # CRI-O does not answer (yet): the pull that follows says why, if it still does not
 
 
-class CrioImages(FactBase[list[cri_curl.ImageStatus]]):
-    """Every image CRI-O's image service lists (over its CRI socket)."""
+class CrioImages(FactBase[list[cri_curl.ImageStatus] | None]):
+    """Every image CRI-O's image service lists (over its CRI socket); None where CRI-O does not answer."""
 
     def requires_command(self, socket: str = crio.SOCKET) -> str:
         return "curl"
@@ -122,12 +122,15 @@ class CrioImages(FactBase[list[cri_curl.ImageStatus]]):
     def command(self, socket: str = crio.SOCKET) -> str:
         return cri_curl.list_images_command(socket)
 
-    def process(self, output: list[str]) -> list[cri_curl.ImageStatus]:
-        return cri_curl.images(output)
+    def process(self, output: list[str]) -> list[cri_curl.ImageStatus] | None:
+        try:
+            return cri_curl.images(output)
+        except cri_curl.CRICallError:
+            return None
 
 
-class CrioSandboxes(FactBase[list[str]]):
-    """The ids of CRI-O's pod sandboxes, whatever their state."""
+class CrioSandboxes(FactBase[list[str] | None]):
+    """The ids of CRI-O's pod sandboxes, whatever their state; None where CRI-O does not answer."""
 
     def requires_command(self, socket: str = crio.SOCKET) -> str:
         return "curl"
@@ -135,12 +138,16 @@ class CrioSandboxes(FactBase[list[str]]):
     def command(self, socket: str = crio.SOCKET) -> str:
         return cri_curl.sandboxes_command(socket)
 
-    def process(self, output: list[str]) -> list[str]:
-        return cri_curl.sandboxes(output)
+    def process(self, output: list[str]) -> list[str] | None:
+        try:
+            return cri_curl.sandboxes(output)
+        except cri_curl.CRICallError:
+            return None
 
 
-class CrioSandboxImage(FactBase[str]):
-    """The pause image a CRI-O pod sandbox was made from."""
+class CrioSandboxImage(FactBase[str | None]):
+    """The pause image a CRI-O pod sandbox was made from; None where CRI-O does not say (the sandbox is gone,
+    or CRI-O does not answer)."""
 
     def requires_command(self, sandbox_id: str, socket: str = crio.SOCKET) -> str:
         return "curl"
@@ -148,8 +155,11 @@ class CrioSandboxImage(FactBase[str]):
     def command(self, sandbox_id: str, socket: str = crio.SOCKET) -> str:
         return cri_curl.sandbox_image_command(socket, sandbox_id)
 
-    def process(self, output: list[str]) -> str:
-        return cri_curl.sandbox_image(output)
+    def process(self, output: list[str]) -> str | None:
+        try:
+            return cri_curl.sandbox_image(output)
+        except cri_curl.CRICallError:
+            return None
 
 
 class ContainerdDaemon(FactBase[daemon.Daemon | None]):

@@ -36,7 +36,7 @@ from podinfra.errors import PodinfraError
 from podinfra.images import probe_image
 from podinfra.images.mirror import RegistrySource, Summary, copy_image, registry_source
 from podinfra.images.oci import Image
-from podinfra.images.reference import Reference, cri_name, under
+from podinfra.images.reference import Reference, ReferenceError, cri_name, under
 from podinfra.images.registry import RegistryClient
 from podinfra.node import cri_curl, crio
 from podinfra.node.containerd import ctr
@@ -207,7 +207,8 @@ def _crio_pull(state: State, host: Host, image: str, socket: str) -> bool:
 def crio_old_pause_released(image: str, policy: str = "unpin", socket: str = crio.SOCKET) -> Generator[Any]:
     """After an upgrade: the other pause images CRI-O holds. CRI-O pins only its running pause_image (and
     ``pinned_images``), so "unpin" is its own doing; "remove" removes each one that no pod sandbox was
-    made from (RemoveImage over the CRI socket); "keep" leaves them.
+    made from and that pinned_images does not pin (RemoveImage over the CRI socket); "keep" leaves them.
+    Where CRI-O does not say which pause each sandbox was made from, nothing is removed.
 
     **Example:**
 
@@ -218,29 +219,57 @@ def crio_old_pause_released(image: str, policy: str = "unpin", socket: str = cri
     if policy == "keep":
         host.noop("old pause images are kept (old_pause: keep)")
         return
-    current = cri_name(image)
-    stored: list[cri_curl.ImageStatus] = host.get_fact(CrioImages, socket=socket)
-    now = {i.id for i in stored if current in i.repo_tags}
-    old = [
-        i
-        for i in stored
-        if i.id not in now and any(ctr.repository(tag).rsplit("/", 1)[-1] == "pause" for tag in i.repo_tags)
-    ]
+    stored: list[cri_curl.ImageStatus] | None = host.get_fact(CrioImages, socket=socket)
+    if stored is None:
+        host.noop("CRI-O did not list its images: old pause images left for the next run")
+        return
+    current = host.get_fact(CrioImage, image=image, socket=socket)
+    old = _crio_old_pauses(stored, cri_name(image), current.id if current else None)
     if not old:
         host.noop("no other pause image")
         return
     if policy == "unpin":
-        for i in old:
-            pinned = "still pinned (CRI-O's pinned_images names it)" if i.pinned else "unpinned by CRI-O itself"
-            host.noop(f"{i.repo_tags[0]}: {pinned}")
+        for name, i in old.items():
+            host.noop(
+                f"{name}: " + ("still pinned (CRI-O's pinned_images names it)" if i.pinned else "unpinned by CRI-O")
+            )
         return
-    sandboxes: list[str] = host.get_fact(CrioSandboxes, socket=socket)
-    used = {host.get_fact(CrioSandboxImage, sandbox_id=sandbox, socket=socket) for sandbox in sandboxes}
-    for i in old:
-        if used & {i.id, *i.repo_tags, *i.repo_digests}:
-            host.noop(f"{i.repo_tags[0]} is still the pause of pod sandboxes: kept")
+    sandboxes: list[str] | None = host.get_fact(CrioSandboxes, socket=socket)
+    made_from = [host.get_fact(CrioSandboxImage, sandbox_id=sandbox, socket=socket) for sandbox in sandboxes or []]
+    if sandboxes is None or None in made_from:
+        host.noop("CRI-O did not say which pause each pod sandbox was made from: old pause images left")
+        return
+    used = {_cri_key(name) for name in made_from if name}
+    for name, i in old.items():
+        if i.pinned:
+            host.noop(f"{name} is pinned by CRI-O's pinned_images: kept")
+        elif used & {i.id, *i.repo_tags, *i.repo_digests}:
+            host.noop(f"{name} is still the pause of pod sandboxes: kept")
         else:
-            yield FunctionCommand(_crio_remove, (i.id, i.repo_tags[0], socket), {})
+            yield FunctionCommand(_crio_remove, (i.id, name, socket), {})
+
+
+def _crio_old_pauses(
+    stored: list[cri_curl.ImageStatus], current: str, current_id: str | None
+) -> dict[str, cri_curl.ImageStatus]:
+    """{name: image} of the pause images other than `current` (by name, digest or id). An image pulled by digest
+    has no tag (CRI-O lists it under its digest alone), so both kinds of name are read."""
+    old = {}
+    for i in stored:
+        names = [*i.repo_tags, *i.repo_digests]
+        if i.id == current_id or current in names or not names:
+            continue
+        if any(ctr.repository(name).rsplit("/", 1)[-1] == "pause" for name in names):
+            old[names[0]] = i
+    return old
+
+
+def _cri_key(name: str) -> str:
+    """A sandbox's recorded pause as CRI-O names it in its store (``r/pause:3.10@sha256:x`` -> ``r/pause@sha256:x``)."""
+    try:
+        return cri_name(name)
+    except ReferenceError:
+        return name
 
 
 def _crio_remove(state: State, host: Host, image_id: str, name: str, socket: str) -> bool:

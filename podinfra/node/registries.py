@@ -68,7 +68,7 @@ def merge(files: Sequence[tuple[str, str]]) -> RegistriesConf:
         except tomllib.TOMLDecodeError as e:
             problems.append(f"{path} is not TOML ({e}): every pull fails")
             continue
-        if "registries" in doc and posixpath.basename(path) != "registries.conf":
+        if "registries" in doc and _dropin(path):
             problems.append(f"{path} is in v1 format ([registries.*]): a drop-in must be v2, every pull fails")
         own: dict[str, tuple[dict[str, Any], str]] = {}
         for table in doc.get("registry", []):
@@ -83,6 +83,11 @@ def merge(files: Sequence[tuple[str, str]]) -> RegistriesConf:
         if "unqualified-search-registries" in doc:
             search = (list(doc["unqualified-search-registries"]), path)
     return RegistriesConf(registries, aliases, search, problems)
+
+
+def _dropin(path: str) -> bool:
+    """Whether `path` is a drop-in, not registries.conf itself: only registries.conf may be v1."""
+    return posixpath.basename(path) != "registries.conf" or posixpath.dirname(path).endswith(".d")
 
 
 def _prefix(table: dict[str, Any]) -> str:

@@ -309,8 +309,8 @@ def open_cri(node: Node, stack: ExitStack) -> CRI:
         runtime = Runtime(target, timeout=limit)
         stack.callback(runtime.close)
         answer = runtime.version()
-        with probes.held_interrupts():
-            removed, kept = probes.remove_leftovers(runtime)
+        with probes.held_interrupts() as checkpoint:
+            removed, kept = probes.remove_leftovers(runtime, checkpoint)
     except CRIError as e:
         return CRI(None, socket, error=f"{socket}: {e}", slow=waits.is_slow(e), limit=limit)
     return CRI(runtime, socket, answer, removed_leftovers=len(removed), kept_leftovers=kept)

@@ -23,14 +23,14 @@ from types import FrameType
 from typing import Any
 
 from podinfra.check.catalogue import PROBE_LABELS, PROBE_NAMESPACE
-from podinfra.check.cri import CRIError, Runtime
+from podinfra.check.cri import GONE, CRIError, Runtime
 
 UID_LABEL = "podinfra.io/probe-uid"
 BUSYBOX = "/bin/busybox"  # in the probe image (`podinfra probe-image`): static, so any image layout does
 _held: list[int] = []  # signals that arrived while held, in order
 KEPT_REMEDIATION = (
     f"Run the check again once the node is less busy: it removes podinfra's own probe sandboxes (namespace "
-    f"{PROBE_NAMESPACE}) first. Read the runtime's log (journalctl -u containerd) if one stays."
+    f"{PROBE_NAMESPACE}) first. If one stays, read the runtime's log (journalctl -u containerd, or -u crio)."
 )
 
 
@@ -38,15 +38,19 @@ def leftovers(runtime: Runtime) -> list[str]:
     return runtime.sandboxes(namespace=PROBE_NAMESPACE, labels=PROBE_LABELS)
 
 
-def remove_leftovers(runtime: Runtime) -> tuple[list[str], dict[str, str]]:
+def remove_leftovers(runtime: Runtime, between: Callable[[], None] = lambda: None) -> tuple[list[str], dict[str, str]]:
     """Remove probe sandboxes an earlier, interrupted run left (Ready or not): (ids removed, {id: why not}
-    for those the runtime would not remove within its timeout)."""
+    for those the runtime would not remove within its timeout). A runtime that hangs or is gone raises;
+    `between` runs before each (an interrupt checkpoint)."""
     removed, kept = [], {}
     for sandbox_id in leftovers(runtime):
+        between()
         try:
             runtime.remove_sandbox(sandbox_id)
             removed.append(sandbox_id)
         except CRIError as error:
+            if error.code in GONE:
+                raise
             kept[sandbox_id] = str(error)
     return removed, kept
 

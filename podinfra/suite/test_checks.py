@@ -45,7 +45,8 @@ def test_runtime_answers_on_its_cri_socket(node: Node, cri: CRI, record: CheckRe
             f"{record.actual}: Kubernetes {kubernetes} needs containerd 2.0 or later "
             f"(1.{int(versions.CONTAINERD_2_REQUIRED.split('.')[1]) - 1} was the last release for 1.x)"
         )
-        record.remediation = f"Upgrade containerd on this node to 2.x before it runs Kubernetes {kubernetes}."
+        upgrade = f"Upgrade containerd on this node to 2.x before it runs Kubernetes {kubernetes}."
+        record.remediation = f"{upgrade} {record.remediation}" if cri.kept_leftovers else upgrade
 
 
 @pytest.mark.check("2")

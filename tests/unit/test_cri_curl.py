@@ -26,9 +26,13 @@ def answer(message: Any, status: str = "0", error: str = "") -> list[str]:
 
 
 def image(image_id: str, tag: str, pinned: bool = False) -> cri.Image:
-    return cri.Image(
-        id=image_id, repo_tags=[tag], repo_digests=[f"registry.k8s.io/pause@sha256:{image_id}"], pinned=pinned
-    )
+    digest = f"{tag.rsplit(':', 1)[0]}@sha256:{image_id}"
+    return cri.Image(id=image_id, repo_tags=[tag], repo_digests=[digest], pinned=pinned)
+
+
+def by_digest(image_id: str, pinned: bool = False) -> cri.Image:
+    """An image pulled by digest (sandbox_image_mode: local): CRI-O lists it with no tag."""
+    return cri.Image(id=image_id, repo_digests=[f"10.0.0.2:5000/pause@sha256:{image_id}"], pinned=pinned)
 
 
 def test_a_reply_is_read_and_an_error_named():
@@ -54,15 +58,17 @@ def test_sandboxes_and_the_pause_each_was_made_from():
     assert "PodSandboxStatus" in facts.CrioSandboxImage().command(sandbox_id="s1")
 
 
-def fake_node(stored: list[cri.Image], sandboxes: dict[str, str]) -> FakeHost:
+def fake_node(stored: list[cri.Image], sandboxes: dict[str, str | None], current: str = NEW) -> FakeHost:
     images = facts.CrioImages().process(answer(cri.ListImagesResponse(images=stored)))
+    now = next((i for i in images or [] if current in (*i.repo_tags, *i.repo_digests)), None)
     found = [fact(facts.CrioImages, images, socket="/s"), fact(facts.CrioSandboxes, list(sandboxes), socket="/s")]
+    found.append(fact(facts.CrioImage, now, image=current, socket="/s"))
     found += [fact(facts.CrioSandboxImage, made_from, sandbox_id=s, socket="/s") for s, made_from in sandboxes.items()]
     return FakeHost(dict(found))
 
 
-def released(fake: FakeHost, policy: str) -> list[str]:
-    return commands(operations.crio_old_pause_released, fake, image=NEW, policy=policy, socket="/s")
+def released(fake: FakeHost, policy: str, current: str = NEW) -> list[str]:
+    return commands(operations.crio_old_pause_released, fake, image=current, policy=policy, socket="/s")
 
 
 def test_the_old_pause_is_removed_once_no_sandbox_was_made_from_it():
@@ -77,9 +83,34 @@ def test_unpin_is_cri_o_s_own_doing_and_keep_keeps():
     fake = fake_node(stored, {})
     assert released(fake, "unpin") == []
     assert fake.noops == [
-        f"{OLD}: unpinned by CRI-O itself",
+        f"{OLD}: unpinned by CRI-O",
         "registry.k8s.io/pause:3.9: still pinned (CRI-O's pinned_images names it)",
     ]
+    pinned = fake_node(stored, {})
+    assert released(pinned, "remove") == ["function _crio_remove"]  # 3.10 alone: 3.9 is the operator's to unpin
+    assert pinned.noops == ["registry.k8s.io/pause:3.9 is pinned by CRI-O's pinned_images: kept"]
     assert released(fake_node(stored, {}), "keep") == []
     alone = fake_node([image("b", NEW, pinned=True)], {})
     assert released(alone, "remove") == [] and alone.noops == ["no other pause image"]
+
+
+def test_local_mode_names_images_by_digest_and_never_takes_the_current_pause_for_an_old_one():
+    old, new = "1" * 64, "2" * 64
+    current = f"10.0.0.2:5000/pause@sha256:{new}"
+    # the current pause also carries its canonical tag (same id), as after a switch from canonical to local
+    stored = [by_digest(old), cri.Image(id=new, repo_tags=[NEW], repo_digests=[current], pinned=True)]
+    assert released(fake_node(stored, {"s1": current}, current), "remove", current) == ["function _crio_remove"]
+    kept = fake_node(stored, {"s1": f"10.0.0.2:5000/pause:3.10@sha256:{old}"}, current)  # recorded with its tag
+    assert released(kept, "remove", current) == []
+    assert kept.noops == [f"10.0.0.2:5000/pause@sha256:{old} is still the pause of pod sandboxes: kept"]
+
+
+def test_a_cri_o_that_does_not_say_removes_nothing():
+    down = ["curl: (7) Couldn't connect to server", cri_curl.BODY, ""]
+    assert facts.CrioImages().process(down) is None and facts.CrioSandboxes().process(down) is None
+    gone = answer(cri.PodSandboxStatusResponse(), status="5", error="could not find pod")
+    assert facts.CrioSandboxImage().process(gone) is None
+    silent = FakeHost(dict([fact(facts.CrioImages, None, socket="/s")]))
+    assert released(silent, "remove") == [] and silent.noops[0].startswith("CRI-O did not list its images")
+    racing = fake_node([image("a", OLD), image("b", NEW)], {"s1": NEW, "s2": None})
+    assert released(racing, "remove") == [] and racing.noops[0].startswith("CRI-O did not say which pause")

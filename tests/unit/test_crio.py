@@ -335,6 +335,8 @@ def test_a_broken_or_v1_dropin_is_named():
     assert "every pull fails" in merged.problems[0] and "v1 format" in merged.problems[1]
     assert not registries_conf.merge([("/etc/containers/registries.conf", "[registries.search]\n")]).problems
     alone = registries_conf.merge([("/d/a.conf", "[registries.search]\n")])  # no registries.conf on the node
+    named = registries_conf.merge([("/etc/containers/registries.conf.d/registries.conf", "[registries.search]\n")])
+    assert named.problems and "v1 format" in named.problems[0]
     assert alone.problems and alone.problems[0].startswith("/d/a.conf is in v1 format")
 
 

@@ -74,16 +74,27 @@ def test_removal_gives_up_at_the_runtime_timeout_with_the_runtime_s_words():
     assert stub.busy > 990, "asked a few times, backing off, not in a tight loop"
 
 
+def test_a_runtime_that_hangs_is_not_asked_again():
+    stub = StartingContainer(busy=1000)
+    stub.RemoveContainer = lambda request, timeout: (_ for _ in ()).throw(  # type: ignore[method-assign]
+        Refused(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+    )
+    with pytest.raises(CRIError, match="DEADLINE_EXCEEDED"):
+        runtime(stub, timeout=30).remove_sandbox("sb1")
+    with pytest.raises(CRIError, match="DEADLINE_EXCEEDED"):  # slow: said as slow by check 1, not as a kept probe
+        probes.remove_leftovers(Leftovers(set(), CRIError("RemoveContainer: DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED")))  # type: ignore[arg-type]
+
+
 class Leftovers:
-    def __init__(self, stuck: set[str]):
-        self.stuck = stuck
+    def __init__(self, stuck: set[str], error: CRIError | None = None):
+        self.stuck, self.error = stuck, error or CRIError(f"RemoveContainer: UNKNOWN: {STARTING}", "UNKNOWN")
 
     def sandboxes(self, **_: Any) -> list[str]:
         return ["sb-gone", "sb-stuck"]
 
     def remove_sandbox(self, sandbox_id: str) -> None:
-        if sandbox_id in self.stuck:
-            raise CRIError(f"RemoveContainer: UNKNOWN: {STARTING}", "UNKNOWN")
+        if sandbox_id in self.stuck or self.error.code == "DEADLINE_EXCEEDED":
+            raise self.error
 
 
 def test_a_leftover_the_runtime_keeps_is_a_warn_in_check_1_not_a_missing_cri(settings):

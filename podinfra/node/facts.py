@@ -10,7 +10,7 @@ choose(host.get_fact(NodeRuntime))                # which runtime the node runs 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.facts import FactBase
@@ -18,6 +18,8 @@ from pyinfra.api.facts import FactBase
 from podinfra.node import cri_curl, crio, runtime
 from podinfra.node.containerd import ctr, daemon
 from podinfra.node.containerd.shape import version_from_output
+
+T = TypeVar("T")
 
 
 class ContainerdVersion(FactBase[str | None]):
@@ -97,69 +99,62 @@ class CrioRegistriesFiles(FactBase[list[tuple[str, str]]]):
     default = list
 
 
-class CrioImage(FactBase[cri_curl.ImageStatus | None]):
-    """CRI-O's ImageStatus of `image` (asked over its CRI socket), or None where it has none."""
+class CrioCall(FactBase[T | None]):
+    """A CRI call on CRI-O's socket from the node's shell (`cri_curl`): the reply `read` turns into a value,
+    or None where CRI-O does not answer (stopped, not started yet, or the object is gone)."""
 
-    def requires_command(self, image: str, socket: str = crio.SOCKET) -> str:
+    def requires_command(self, *args: Any, **kwargs: Any) -> str:
         return "curl"
+
+    def read(self, output: list[str]) -> T:
+        raise NotImplementedError
+
+    def process(self, output: list[str]) -> T | None:
+        try:
+            return self.read(output)
+        except cri_curl.CRICallError:
+            return None
+
+
+class CrioImage(CrioCall[cri_curl.ImageStatus | None]):
+    """CRI-O's ImageStatus of `image`, or None where it has none (or does not answer: the pull that
+    follows says why, if it still does not)."""
 
     def command(self, image: str, socket: str = crio.SOCKET) -> str:
         return cri_curl.image_status_command(socket, image)
 
-    def process(self, output: list[str]) -> cri_curl.ImageStatus | None:
-        try:
-            return cri_curl.image_status(output)
-        except cri_curl.CRICallError:
-            return None  # CRI-O does not answer (yet): the pull that follows says why, if it still does not
+    def read(self, output: list[str]) -> cri_curl.ImageStatus | None:
+        return cri_curl.image_status(output)
 
 
-class CrioImages(FactBase[list[cri_curl.ImageStatus] | None]):
-    """Every image CRI-O's image service lists (over its CRI socket); None where CRI-O does not answer."""
-
-    def requires_command(self, socket: str = crio.SOCKET) -> str:
-        return "curl"
+class CrioImages(CrioCall[list[cri_curl.ImageStatus]]):
+    """Every image CRI-O's image service lists."""
 
     def command(self, socket: str = crio.SOCKET) -> str:
         return cri_curl.list_images_command(socket)
 
-    def process(self, output: list[str]) -> list[cri_curl.ImageStatus] | None:
-        try:
-            return cri_curl.images(output)
-        except cri_curl.CRICallError:
-            return None
+    def read(self, output: list[str]) -> list[cri_curl.ImageStatus]:
+        return cri_curl.images(output)
 
 
-class CrioSandboxes(FactBase[list[str] | None]):
-    """The ids of CRI-O's pod sandboxes, whatever their state; None where CRI-O does not answer."""
-
-    def requires_command(self, socket: str = crio.SOCKET) -> str:
-        return "curl"
+class CrioSandboxes(CrioCall[list[str]]):
+    """The ids of CRI-O's pod sandboxes, whatever their state."""
 
     def command(self, socket: str = crio.SOCKET) -> str:
         return cri_curl.sandboxes_command(socket)
 
-    def process(self, output: list[str]) -> list[str] | None:
-        try:
-            return cri_curl.sandboxes(output)
-        except cri_curl.CRICallError:
-            return None
+    def read(self, output: list[str]) -> list[str]:
+        return cri_curl.sandboxes(output)
 
 
-class CrioSandboxImage(FactBase[str | None]):
-    """The pause image a CRI-O pod sandbox was made from; None where CRI-O does not say (the sandbox is gone,
-    or CRI-O does not answer)."""
-
-    def requires_command(self, sandbox_id: str, socket: str = crio.SOCKET) -> str:
-        return "curl"
+class CrioSandboxImage(CrioCall[str]):
+    """The pause image a CRI-O pod sandbox was made from."""
 
     def command(self, sandbox_id: str, socket: str = crio.SOCKET) -> str:
         return cri_curl.sandbox_image_command(socket, sandbox_id)
 
-    def process(self, output: list[str]) -> str | None:
-        try:
-            return cri_curl.sandbox_image(output)
-        except cri_curl.CRICallError:
-            return None
+    def read(self, output: list[str]) -> str:
+        return cri_curl.sandbox_image(output)
 
 
 class ContainerdDaemon(FactBase[daemon.Daemon | None]):

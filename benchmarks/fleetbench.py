@@ -188,8 +188,7 @@ def targets(fleet: dict[str, Any]) -> list[str]:
         f"**{_verdict(speedup >= RERUN_SPEEDUP)}** ({speedup:.1f}x)"
     )
     if 50 in sizes and top > 50:
-        for what, runs_of in (("re-run", lambda r: [r["podinfra"]["rerun"]]), ("check", lambda r: r["check_podinfra"])):
-            low, high = (median(runs_of(fleet[str(s)]), "seconds") / s for s in (50, top))
+        for what, (low, high) in per_node_growth(fleet, 50, top).items():
             growth = high / low
             lines.append(
                 f"- fleet: podinfra's seconds per node for the {what} at {top} nodes within {PER_NODE_GROWTH}x of "

@@ -121,8 +121,12 @@ def registry_problems(merged: RegistriesConf, reference: str, registry: str) -> 
     return [*merged.problems, *([problem] if problem else [])]
 
 
+def _mirrors(table: dict[str, Any]) -> list[str]:
+    return [str(m.get("location", "")) for m in table.get("mirror", []) if isinstance(m, dict)]
+
+
 def _table_problem(reference: str, registry: str, prefix: str, table: dict[str, Any], path: str) -> str | None:
-    mirrors = [str(m.get("location", "")) for m in table.get("mirror", []) if isinstance(m, dict)]
+    mirrors = _mirrors(table)
     location = str(table.get("location") or prefix)
     elsewhere = [m for m in mirrors if m.split("/")[0] != registry]
     if location.split("/")[0] != registry and not table.get("blocked"):
@@ -141,7 +145,7 @@ def physical(merged: RegistriesConf, reference: str) -> str:
     if found is None:
         return reference
     prefix, table, _ = found
-    mirrors = [str(m.get("location", "")) for m in table.get("mirror", []) if isinstance(m, dict)]
+    mirrors = _mirrors(table)
     return (mirrors[0] if mirrors else str(table.get("location") or prefix)) + reference[len(prefix) :]
 
 

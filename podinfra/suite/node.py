@@ -277,9 +277,9 @@ class CRI:
     @property
     def leftovers_note(self) -> str:
         """What connecting removed, said in check 1 and in the terminal ('' when nothing)."""
-        said = [f"removed {self.removed_leftovers} probe sandbox(es) left by an interrupted run"] * bool(
-            self.removed_leftovers
-        )
+        said = []
+        if self.removed_leftovers:
+            said.append(f"removed {self.removed_leftovers} probe sandbox(es) left by an interrupted run")
         if self.kept_leftovers:
             first_id, why = next(iter(self.kept_leftovers.items()))
             said.append(
